@@ -1,0 +1,4 @@
+from .config import PanoSAMicConfig
+from .panosamic import PanoSAMic
+
+__all__ = ["PanoSAMic", "PanoSAMicConfig"]

@@ -1,0 +1,187 @@
+"""The assembled PanoSAMic model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import PanoSAMicConfig
+from .fusion import FeatureFuser
+from .image_encoder import ImageEncoderViT
+from .inputs import encoder_batch, resize_to, validate_batch
+from .semantic_decoder import BaselineDecoder, SemanticDecoder, add_view_positional_encoding
+
+FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+TRAINABLE_PREFIXES = ("feature_fuser.", "semantic_decoder.")
+
+
+def build_prompt_modules(config: PanoSAMicConfig) -> tuple[nn.Module, nn.Module]:
+    """SAM's prompt encoder and mask decoder, sized for this encoder."""
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
+    enc, pd = config.encoder, config.prompt_decoder
+    prompt_encoder = PromptEncoder(
+        embed_dim=enc.out_chans,
+        image_embedding_size=(enc.grid_size, enc.grid_size),
+        input_image_size=(enc.img_size, enc.img_size),
+        mask_in_chans=pd.mask_in_chans,
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=pd.num_multimask_outputs,
+        transformer=TwoWayTransformer(
+            depth=pd.transformer_depth,
+            embedding_dim=enc.out_chans,
+            mlp_dim=pd.mlp_dim,
+            num_heads=pd.num_heads,
+        ),
+        transformer_dim=enc.out_chans,
+        iou_head_depth=pd.iou_head_depth,
+        iou_head_hidden_dim=pd.iou_head_hidden_dim,
+    )
+    return prompt_encoder, mask_decoder
+
+
+class PanoSAMic(nn.Module):
+    """Semantic segmentation of equirectangular panoramas on a frozen SAM encoder.
+
+    Call it with a list of dicts, one per image, each mapping a modality name
+    (``image``, ``depth``, ``normals``) to a float tensor (3, H, W) with values
+    in [0, 255] and W = 2 H. It returns one dict per image with ``sem_preds``,
+    the (K, H, W) logits at the input resolution, and ``instance_masks``.
+
+    Args:
+        config: the architecture.
+        semantic_only: build no prompt encoder / mask decoder and never compute
+            instance masks.
+    """
+
+    def __init__(self, config: PanoSAMicConfig, semantic_only: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.semantic_only = semantic_only
+        enc = config.encoder
+        m = len(config.modalities)
+        self.image_encoder = ImageEncoderViT(enc)
+        if not semantic_only:
+            self.prompt_encoder, self.mask_decoder = build_prompt_modules(config)
+        if config.basic_fusion:
+            self.semantic_decoder: nn.Module = BaselineDecoder(
+                m, enc.out_chans, enc.grid_size, config.num_classes
+            )
+        else:
+            self.feature_fuser = FeatureFuser(
+                enc, m, config.channel_attention, config.spatial_attention
+            )
+            self.semantic_decoder = SemanticDecoder(
+                in_channels=enc.num_branches * enc.out_chans,
+                channels=enc.out_chans,
+                size=4 * enc.grid_size,
+                num_classes=config.num_classes,
+                dual_view=config.dual_view_fusion,
+            )
+        self.freeze_sam()
+
+    # ------------------------------------------------------------------ setup
+    def freeze_sam(self) -> None:
+        """SAM's parts stay frozen; only the fusion and the decoder train."""
+        for name, param in self.named_parameters():
+            if name.startswith(FROZEN_PREFIXES):
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> PanoSAMic:
+        super().train(mode)
+        for name in ("image_encoder", "prompt_encoder", "mask_decoder"):
+            module = getattr(self, name, None)
+            if module is not None:
+                module.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """The tensors a Hub checkpoint holds: ``feature_fuser.*`` and ``semantic_decoder.*``."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self, batched_input: Sequence[Mapping[str, Tensor]], *, semantic_only: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Segment a batch of panoramas; see the class docstring for the format."""
+        sizes = validate_batch(batched_input, self.config.modalities)
+        semantic_only = self.semantic_only if semantic_only is None else semantic_only
+        if not semantic_only and self.semantic_only:
+            raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
+        features = self.forward_features(batched_input, keep_neck=not semantic_only)
+        logits = self.postprocess(features["decoder_out"])
+        outputs = []
+        for i, (h, w) in enumerate(sizes):
+            outputs.append(
+                {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": []}
+            )
+        return outputs
+
+    def forward_features(
+        self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool = False
+    ) -> dict[str, Any]:
+        """Run the network at its own resolution and return every stage.
+
+        Keys: ``branches`` (B x (N*views*M, E, G, G)), ``encoder_neck``
+        ((N*views*M, P, G, G) or None), ``fused_before_pe`` ((N*views, B*P, 4G, 4G)),
+        ``decoder_head`` ((N*views, K, 4G, 4G)), ``decoder_out`` ((N, K, 4G, 4G)).
+        """
+        cfg = self.config
+        x = encoder_batch(
+            batched_input,
+            cfg.modalities,
+            cfg.num_views,
+            cfg.input_size,
+            cfg.encoder.img_size,
+            self.dtype,
+            self.device,
+        )
+        need_neck = keep_neck or bool(cfg.basic_fusion)
+        with torch.no_grad():
+            neck, branches = self.image_encoder(x, with_neck=need_neck)
+        out: dict[str, Any] = {"branches": branches, "encoder_neck": neck}
+        if cfg.basic_fusion:
+            m = len(cfg.modalities)
+            stacked = neck.reshape(neck.shape[0] // m, m * neck.shape[1], *neck.shape[2:])
+            out["decoder_head"] = out["decoder_out"] = self.semantic_decoder(stacked)
+            return out
+        fused = self.feature_fuser(branches)
+        out["fused_before_pe"] = fused
+        if cfg.dual_view_fusion:
+            fused = add_view_positional_encoding(fused)
+        decoder = self.semantic_decoder
+        head = decoder.decoder_head(fused)
+        out["decoder_head"] = head
+        out["decoder_out"] = (
+            head if decoder.decoder_attention is None else decoder.blend_views(head)
+        )
+        return out
+
+    def postprocess(self, logits: Tensor) -> Tensor:
+        """(N, K, 4G, 4G) canvas logits -> (N, K, h, w) at the network's input size."""
+        s = self.config.encoder.img_size
+        h, w = self.config.input_size
+        logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
+        return logits[..., :h, :w]
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained_panosamic(cls, repo_id_or_path: str | Path, **kwargs: Any) -> PanoSAMic:
+        """Load a published (Hub) or local checkpoint; see :func:`panosamic.weights.load_panosamic`."""
+        from ..weights import load_panosamic
+
+        return load_panosamic(repo_id_or_path, **kwargs)
