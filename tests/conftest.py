@@ -43,6 +43,8 @@ def golden_model_json(name: str) -> dict:
             "iou_head_depth": md["iou_head_depth"],
             "iou_head_hidden_dim": md["iou_head_hidden_dim"],
         }
+    if "amg" in fixture:
+        config["amg"] = fixture["amg"]
     return config
 
 

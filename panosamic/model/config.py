@@ -109,6 +109,89 @@ class PromptDecoderConfig:
     iou_head_hidden_dim: int = 256
 
 
+POINT_GRIDS: tuple[str, ...] = ("canvas", "image")
+
+
+@dataclass(frozen=True)
+class AMGConfig:
+    """SAM's automatic mask generation inside PanoSAMic (the JSON ``"amg"`` section).
+
+    The defaults are the reference's constants (REFERENCE_BEHAVIOUR.md section 6),
+    so the published instance masks and refinement numbers are reproduced.
+    ``None`` thresholds follow ``box_nms_thresh`` as in the reference.
+
+    Beyond the reference: ``point_grid="image"`` drops the grid points that lie
+    in the zero padding below (or right of) the image; ``modalities`` restricts
+    the mask generation to some of the model's modalities; a positive
+    ``min_mask_region_area`` removes small 4-connected regions (the paper lists
+    it, the reference leaves it off); ``exact_reference_order`` runs the
+    straightforward reference order (slow; same masks).
+    """
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    mask_threshold: float = 0.0
+    box_nms_thresh: float = 0.7
+    min_mask_region_area: int = 0
+    multimask_output: bool = True
+    merge_iou_thresh: float | None = None  # cross-modality greedy merge
+    dual_view_iou_thresh: float | None = None  # cross-view fusion
+    dual_view_quality_weights: tuple[float, float] = (1.0, 0.0)  # predicted_iou, stability
+    dual_view_quality_margin: float = 0.01
+    point_grid: str = "canvas"
+    modalities: tuple[str, ...] | None = None
+    exact_reference_order: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dual_view_quality_weights", tuple(self.dual_view_quality_weights))
+        if self.modalities is not None:
+            object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
+            if not self.modalities:
+                raise ValueError("amg modalities is empty: name at least one, or null for all")
+        if self.points_per_side < 1 or self.points_per_batch < 1:
+            raise ValueError(
+                f"amg points_per_side and points_per_batch must be positive, got "
+                f"{self.points_per_side} and {self.points_per_batch}"
+            )
+        if self.point_grid not in POINT_GRIDS:
+            raise ValueError(
+                f"amg point_grid must be one of {POINT_GRIDS}, got {self.point_grid!r}"
+            )
+        if self.min_mask_region_area < 0:
+            raise ValueError(
+                f"amg min_mask_region_area must be >= 0, got {self.min_mask_region_area}"
+            )
+        if len(self.dual_view_quality_weights) != 2:
+            raise ValueError(
+                "amg dual_view_quality_weights must be two numbers (predicted_iou, stability_score)"
+            )
+
+    @property
+    def merge_threshold(self) -> float:
+        return self.box_nms_thresh if self.merge_iou_thresh is None else self.merge_iou_thresh
+
+    @property
+    def dual_view_threshold(self) -> float:
+        return (
+            self.box_nms_thresh if self.dual_view_iou_thresh is None else self.dual_view_iou_thresh
+        )
+
+    @classmethod
+    def from_json(cls, section: dict[str, Any] | None) -> AMGConfig:
+        """The JSON ``"amg"`` section (keys as above; ``//`` keys are comments)."""
+        if section is None:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in section.items() if not k.startswith("//")}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown amg config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class PanoSAMicConfig:
     """Everything needed to build a :class:`~panosamic.model.PanoSAMic`."""
@@ -122,6 +205,7 @@ class PanoSAMicConfig:
     basic_fusion: str | None = None
     prompt_decoder: PromptDecoderConfig = field(default_factory=PromptDecoderConfig)
     vit_model: str | None = "vit_h"  # None for a custom encoder
+    amg: AMGConfig = field(default_factory=AMGConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", normalize_modalities(self.modalities))
@@ -133,6 +217,11 @@ class PanoSAMicConfig:
             raise ValueError("the baseline decoder (basic_fusion 'concat') is single view only")
         if self.vit_model is not None and self.vit_model not in VIT_MODELS:
             raise ValueError(f"vit_model must be one of {VIT_MODELS}, got {self.vit_model!r}")
+        extra = set(self.amg.modalities or ()) - set(self.modalities)
+        if extra:
+            raise ValueError(
+                f"amg modalities {sorted(extra)} are not among the model's {list(self.modalities)}"
+            )
 
     @property
     def num_views(self) -> int:
@@ -152,6 +241,7 @@ class PanoSAMicConfig:
         data = dict(data)
         data["encoder"] = EncoderConfig(**data["encoder"])
         data["prompt_decoder"] = PromptDecoderConfig(**data.get("prompt_decoder", {}))
+        data["amg"] = AMGConfig.from_json(data.get("amg"))
         for key in ("channel_attention", "spatial_attention"):
             if data.get(key) is not None:
                 data[key] = AttentionConfig(**data[key])
@@ -164,6 +254,14 @@ def normalize_modalities(modalities: Any) -> tuple[str, ...]:
 
     Accepts a sequence or a comma-separated string. ``image`` is mandatory.
     """
+    names = _checked_modalities(modalities)
+    if "image" not in names:
+        raise ValueError(f"the 'image' modality is required, got {list(names)}")
+    return names
+
+
+def _checked_modalities(modalities: Any) -> tuple[str, ...]:
+    """Known, distinct modality names in canonical order."""
     if isinstance(modalities, str):
         modalities = [m.strip() for m in modalities.split(",") if m.strip()]
     names = list(modalities)
@@ -172,8 +270,6 @@ def normalize_modalities(modalities: Any) -> tuple[str, ...]:
         raise ValueError(f"unknown modalities {unknown}; choose from {list(MODALITIES)}")
     if len(set(names)) != len(names):
         raise ValueError(f"modalities listed twice: {names}")
-    if "image" not in names:
-        raise ValueError(f"the 'image' modality is required, got {names}")
     return tuple(m for m in MODALITIES if m in names)
 
 
@@ -209,7 +305,8 @@ def model_config_from_dict(
     Keys the reference reads with defaults (``dual_view_fusion`` True, attentions
     and ``basic_fusion`` None) get the same defaults here. An ``encoder`` section
     replaces the ViT preset (``vit_model`` is then ignored); ``modalities`` and
-    ``num_classes`` in the dict win over the arguments.
+    ``num_classes`` in the dict win over the arguments. An ``amg`` section sets
+    the instance path's constants (:class:`AMGConfig`).
     """
     custom = config.get("encoder")
     prompt = config.get("prompt_decoder")
@@ -223,6 +320,7 @@ def model_config_from_dict(
         basic_fusion=config.get("basic_fusion"),
         prompt_decoder=PromptDecoderConfig(**prompt) if prompt else PromptDecoderConfig(),
         vit_model=None if custom is not None else vit_model,
+        amg=AMGConfig.from_json(config.get("amg")),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import PanoSAMicConfig
+from .config import AMGConfig, PanoSAMicConfig
 from .fusion import FeatureFuser
 from .image_encoder import ImageEncoderViT
 from .inputs import encoder_batch, resize_to, validate_batch
+from .instance_semantic_fusion import refine_semantic_with_instances
+from .instances import StageTimer, instance_masks
 from .semantic_decoder import BaselineDecoder, SemanticDecoder, add_view_positional_encoding
 
 FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
@@ -52,10 +55,13 @@ class PanoSAMic(nn.Module):
     Call it with a list of dicts, one per image, each mapping a modality name
     (``image``, ``depth``, ``normals``) to a float tensor (3, H, W) with values
     in [0, 255] and W = 2 H. It returns one dict per image with ``sem_preds``,
-    the (K, H, W) logits at the input resolution, and ``instance_masks``.
+    the (K, H, W) logits at the input resolution, and ``instance_masks``: SAM's
+    masks merged across modalities and views (a list of dicts ``segmentation``
+    bool (H, W), ``area``, ``predicted_iou``, ``stability_score``, largest
+    first; see :mod:`panosamic.model.instances`), or ``[]`` when off.
 
     Args:
-        config: the architecture.
+        config: the architecture; ``config.amg`` sets the instance path.
         semantic_only: build no prompt encoder / mask decoder and never compute
             instance masks.
     """
@@ -113,23 +119,80 @@ class PanoSAMic(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def set_amg(self, **changes: Any) -> PanoSAMic:
+        """Change the instance path's settings (fields of :class:`~panosamic.model.config.AMGConfig`).
+
+        For example ``model.set_amg(points_per_side=16, point_grid="image")``.
+        Returns the model.
+        """
+        known = {f.name for f in fields(AMGConfig)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown amg settings {sorted(unknown)}; known: {sorted(known)}")
+        self.config = replace(self.config, amg=replace(self.config.amg, **changes))
+        return self
+
     # ---------------------------------------------------------------- forward
     def forward(
-        self, batched_input: Sequence[Mapping[str, Tensor]], *, semantic_only: bool | None = None
+        self,
+        batched_input: Sequence[Mapping[str, Tensor]],
+        *,
+        semantic_only: bool | None = None,
+        refine: bool = False,
+        progress: bool = False,
     ) -> list[dict[str, Any]]:
-        """Segment a batch of panoramas; see the class docstring for the format."""
+        """Segment a batch of panoramas; see the class docstring for the format.
+
+        Args:
+            semantic_only: skip the instance masks for this call (default: as built).
+            refine: also return ``refined_sem_preds`` (one-hot (K, H, W) float
+                after the instance majority vote, :func:`~panosamic.model.
+                instance_semantic_fusion.refine_semantic_with_instances`) and
+                ``labels`` ((H, W) int64, its argmax).
+            progress: show a progress bar over the instance path's point batches.
+        """
         sizes = validate_batch(batched_input, self.config.modalities)
         semantic_only = self.semantic_only if semantic_only is None else semantic_only
         if not semantic_only and self.semantic_only:
             raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
+        if refine and semantic_only:
+            raise ValueError("refine=True needs the instance masks: drop semantic_only=True")
         features = self.forward_features(batched_input, keep_neck=not semantic_only)
         logits = self.postprocess(features["decoder_out"])
+        masks: list[list[dict[str, Any]]] = [[] for _ in sizes]
+        if not semantic_only:
+            masks = self.instance_masks(features["encoder_neck"], sizes, progress=progress)
         outputs = []
         for i, (h, w) in enumerate(sizes):
-            outputs.append(
-                {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": []}
-            )
+            out = {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": masks[i]}
+            if refine:
+                out["refined_sem_preds"] = refine_semantic_with_instances(
+                    out["sem_preds"], masks[i]
+                )
+                out["labels"] = out["refined_sem_preds"].argmax(dim=0)
+            outputs.append(out)
         return outputs
+
+    def instance_masks(
+        self,
+        neck: Tensor,
+        sizes: Sequence[tuple[int, int]],
+        *,
+        timer: StageTimer | None = None,
+        progress: bool = False,
+    ) -> list[list[dict[str, Any]]]:
+        """Instance masks from the encoder neck ((N*views*M, P, G, G)), one list per image."""
+        if self.semantic_only:
+            raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
+        return instance_masks(
+            self.prompt_encoder,
+            self.mask_decoder,
+            neck,
+            self.config,
+            sizes,
+            timer=timer,
+            progress=progress,
+        )
 
     def forward_features(
         self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool = False

@@ -1,0 +1,324 @@
+"""SAM's automatic mask generation on one embedding (REFERENCE_BEHAVIOUR.md 6.1, 6.2).
+
+The reference upsamples every candidate mask (3 per point) to the padded
+canvas before it filters them. Here every step runs as early as its inputs
+allow, which leaves the result unchanged:
+
+1. the predicted-IoU filter needs no mask, so it runs on the transformer's
+   output, and only the prompts with a surviving candidate get their
+   low-resolution masks (:meth:`GridMaskDecoder.masks`);
+2. only the surviving candidates are upsampled, and only the canvas rows the
+   image crop keeps are computed (:func:`upsample_to_image`, bit-identical to
+   upsampling the whole canvas and cropping);
+3. the stability score needs the upsampled logits, so it is computed right
+   after upsampling, a few masks at a time; the stable masks are kept as
+   booleans (all later steps threshold at ``mask_threshold`` anyway);
+4. boxes and SAM's box NMS then run on the stable masks, as in the reference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import AMGConfig
+from .inputs import resize_to
+from .prompt_decoding import GridMaskDecoder, prompt_slices
+
+UPSAMPLE_MASKS = 16  # masks upsampled together (16 x 512 x 1024 floats = 32 MiB)
+
+
+@dataclass
+class StageTimer:
+    """Seconds and counts per stage of the instance path.
+
+    ``with timer("name"):`` adds the block's wall-clock time to
+    ``seconds["name"]``; ``timer.count("name", n)`` adds to ``counts["name"]``.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def count(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + int(n)
+
+
+@dataclass
+class MaskSet:
+    """Binary masks with their scores.
+
+    ``masks``: (K, H, W) bool; ``iou`` and ``stability``: (K,) float32.
+    """
+
+    masks: Tensor
+    iou: Tensor
+    stability: Tensor
+
+    def __len__(self) -> int:
+        return self.masks.shape[0]
+
+    @property
+    def areas(self) -> Tensor:
+        """(K,) int64 pixel counts."""
+        return self.masks.flatten(1).sum(1)
+
+    def select(self, index: Tensor | list[int]) -> MaskSet:
+        index = torch.as_tensor(index, dtype=torch.long, device=self.masks.device)
+        return MaskSet(self.masks[index], self.iou[index], self.stability[index])
+
+    @staticmethod
+    def empty(size: tuple[int, int], device: torch.device | str = "cpu") -> MaskSet:
+        return MaskSet(
+            torch.zeros(0, *size, dtype=torch.bool, device=device),
+            torch.zeros(0, device=device),
+            torch.zeros(0, device=device),
+        )
+
+    @staticmethod
+    def cat(sets: list[MaskSet], size: tuple[int, int], device: torch.device | str) -> MaskSet:
+        sets = [s for s in sets if len(s)]
+        if not sets:
+            return MaskSet.empty(size, device)
+        return MaskSet(
+            torch.cat([s.masks for s in sets]),
+            torch.cat([s.iou for s in sets]),
+            torch.cat([s.stability for s in sets]),
+        )
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The reference's output format: one dict per mask."""
+        areas = self.areas.tolist()
+        ious = self.iou.tolist()
+        stabilities = self.stability.tolist()
+        return [
+            {
+                "segmentation": self.masks[i],
+                "area": int(areas[i]),
+                "predicted_iou": float(ious[i]),
+                "stability_score": float(stabilities[i]),
+            }
+            for i in range(len(self))
+        ]
+
+
+# ------------------------------------------------------------------ prompts
+def point_grid(amg: AMGConfig, canvas: int, network_hw: tuple[int, int]) -> Tensor:
+    """(n, 2) float64 (x, y) prompt points on the canvas, y the outer loop.
+
+    ``"canvas"`` (the reference): ``points_per_side`` squared points spread over
+    the padded canvas, ``linspace(1/2n, 1 - 1/2n, n) * canvas`` on both axes.
+    ``"image"``: the same points without those in the zero padding (for a
+    512 x 1024 image on the 1024 canvas, the upper half).
+    """
+    from segment_anything.utils.amg import build_point_grid
+
+    points = torch.from_numpy(build_point_grid(amg.points_per_side) * canvas)
+    if amg.point_grid == "image":
+        h, w = network_hw
+        points = points[(points[:, 0] < w) & (points[:, 1] < h)]
+    return points
+
+
+def encode_points(prompt_encoder: nn.Module, points: Tensor, batch: int) -> Tensor:
+    """Sparse embeddings (n, 2, C) of single foreground points, ``batch`` at a time as in SAM.
+
+    The embedding does not depend on the image, so one call serves every
+    image, view and modality.
+    """
+    device = prompt_encoder.no_mask_embed.weight.device
+    coords = points.to(device)[:, None, :]
+    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=device)
+    chunks = []
+    for sl in prompt_slices(coords.shape[0], batch):
+        sparse, _ = prompt_encoder(points=(coords[sl], labels[sl]), boxes=None, masks=None)
+        chunks.append(sparse)
+    return torch.cat(chunks)
+
+
+def prompt_context(prompt_encoder: nn.Module) -> tuple[Tensor, Tensor]:
+    """(image_pe, dense_embedding), each (1, C, h, w): the same for every point prompt."""
+    pe = prompt_encoder.get_dense_pe()
+    dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(pe)
+    return pe, dense
+
+
+# --------------------------------------------------------------- upsampling
+def upsample_to_image(
+    low: Tensor, canvas: int, network_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> Tensor:
+    """(k, s, s) low-res logits -> (k, H, W) logits at the input resolution.
+
+    Equals bilinear upsampling to the ``canvas`` square, cropping to the
+    network's image (h, w) and :func:`resize_to` (H, W), bit for bit, but only
+    computes the canvas rows the crop keeps: bilinear interpolation with an
+    integer factor f reads source rows up to ceil(h / f) for the first h rows.
+    """
+    h, w = network_hw
+    s = low.shape[-1]
+    if canvas % s:  # no exact row correspondence: upsample the whole canvas
+        rows = s
+        up = F.interpolate(
+            low[:, None], size=(canvas, canvas), mode="bilinear", align_corners=False
+        )
+    else:
+        f = canvas // s
+        rows = min(s, -(-h // f) + 1)
+        up = F.interpolate(
+            low[:, None, :rows], size=(rows * f, canvas), mode="bilinear", align_corners=False
+        )
+    return resize_to(up[..., :h, :w], out_hw)[:, 0]
+
+
+def upsample_to_image_reference(
+    low: Tensor, canvas: int, network_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> Tensor:
+    """The reference's order: upsample to the whole canvas, crop, resize."""
+    h, w = network_hw
+    up = F.interpolate(low[:, None], size=(canvas, canvas), mode="bilinear", align_corners=False)
+    return resize_to(up[..., :h, :w], out_hw)[:, 0]
+
+
+# ---------------------------------------------------------------- filtering
+def stability_scores(logits: Tensor, amg: AMGConfig) -> Tensor:
+    """SAM's stability score of (k, H, W) logits -> (k,) float32."""
+    from segment_anything.utils.amg import calculate_stability_score
+
+    return calculate_stability_score(logits, amg.mask_threshold, amg.stability_score_offset)
+
+
+def box_nms(masks: Tensor, iou: Tensor, amg: AMGConfig) -> Tensor:
+    """Indices kept by SAM's box NMS (one category, score = predicted IoU), best first."""
+    from segment_anything.utils.amg import batched_mask_to_box
+    from torchvision.ops import batched_nms
+
+    if masks.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=masks.device)
+    boxes = batched_mask_to_box(masks).float()
+    return batched_nms(boxes, iou, torch.zeros_like(iou, dtype=torch.long), amg.box_nms_thresh)
+
+
+def remove_small_regions(masks: Tensor, min_area: int) -> Tensor:
+    """Drop 4-connected regions smaller than ``min_area`` pixels from (K, H, W) bool masks.
+
+    No hole filling (as the reference would do it). One ``scipy.ndimage.label``
+    call labels all masks at once (the structure does not connect masks).
+    """
+    if min_area <= 0 or masks.shape[0] == 0:
+        return masks
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    labels, _ = ndimage.label(masks.cpu().numpy(), structure=structure)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_area
+    keep[0] = False
+    return torch.from_numpy(keep[labels]).to(masks.device)
+
+
+def finish_masks(candidates: MaskSet, amg: AMGConfig, stage: StageTimer | None = None) -> MaskSet:
+    """Box NMS, small-region removal, empty-mask removal (reference 6.2 steps 3 to 6)."""
+    stage = stage or StageTimer()
+    with stage("nms"):
+        kept = candidates.select(box_nms(candidates.masks, candidates.iou, amg))
+    if amg.min_mask_region_area > 0:
+        with stage("small_regions"):
+            kept.masks = remove_small_regions(kept.masks, amg.min_mask_region_area)
+    return kept.select(torch.nonzero(kept.areas > 0).flatten())
+
+
+# -------------------------------------------------------------- generation
+def _mask_token_slice(amg: AMGConfig) -> slice:
+    return slice(1, None) if amg.multimask_output else slice(0, 1)
+
+
+def generate_masks(
+    decoder: GridMaskDecoder,
+    sparse: Tensor,
+    amg: AMGConfig,
+    canvas: int,
+    network_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    stage: StageTimer | None = None,
+    on_batch: Callable[[int], Any] | None = None,
+) -> MaskSet:
+    """The masks SAM's AMG finds on one embedding (reference 6.2), fast order.
+
+    Args:
+        decoder: the mask decoder bound to this embedding.
+        sparse: (n, 2, C) point prompt embeddings (:func:`encode_points`).
+        canvas, network_hw, out_hw: canvas side, the network's image (h, w)
+            on it, the output (H, W).
+        stage: a timer, ``stage(name)`` a context manager.
+        on_batch: called with 1 after each batch of points (a progress bar).
+    """
+    stage = stage or StageTimer()
+    tokens = _mask_token_slice(amg)
+    stable: list[MaskSet] = []
+    for sl in prompt_slices(sparse.shape[0], amg.points_per_batch):
+        with stage("mask_decoder"):
+            decoded = decoder.run_transformer(sparse[sl])
+        if on_batch is not None:
+            on_batch(1)
+        with stage("filtering"):
+            iou = decoded.iou[:, tokens]
+            passed = iou >= amg.pred_iou_thresh
+            prompts = torch.nonzero(passed.any(1)).flatten()
+        stage.count("candidates", passed.numel())
+        stage.count("after_iou_filter", int(passed.sum()))
+        if len(prompts) == 0:
+            continue
+        with stage("mask_upscaling"):
+            low = decoder.masks(decoded, prompts)[:, tokens]
+        chosen = passed[prompts]
+        stable.append(
+            _stable_candidates(
+                low[chosen], iou[prompts][chosen], amg, canvas, network_hw, out_hw, stage
+            )
+        )
+    candidates = MaskSet.cat(stable, out_hw, sparse.device)
+    stage.count("after_stability_filter", len(candidates))
+    masks = finish_masks(candidates, amg, stage)
+    stage.count("after_nms", len(masks))
+    return masks
+
+
+def _stable_candidates(
+    low: Tensor,
+    iou: Tensor,
+    amg: AMGConfig,
+    canvas: int,
+    network_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    stage: StageTimer,
+) -> MaskSet:
+    """Upsample IoU-filtered candidates (k, s, s) a few at a time and keep the stable ones."""
+    kept: list[MaskSet] = []
+    for sl in prompt_slices(low.shape[0], UPSAMPLE_MASKS):
+        with stage("upsampling"):
+            logits = upsample_to_image(low[sl], canvas, network_hw, out_hw)
+        with stage("filtering"):
+            stability = stability_scores(logits, amg)
+            ok = torch.nonzero(stability >= amg.stability_score_thresh).flatten()
+            if len(ok):
+                masks = logits[ok] > amg.mask_threshold
+                kept.append(MaskSet(masks, iou[sl][ok], stability[ok]))
+    return MaskSet.cat(kept, out_hw, low.device)

@@ -1,0 +1,134 @@
+"""PanoSAMic's instance masks: SAM's AMG per modality and view, merged (reference section 6).
+
+For every image: SAM's automatic mask generation on each modality's neck
+embedding (:mod:`.amg`), a greedy mask NMS across the modalities, and in dual
+view the fusion of the unshifted and the shifted view (:mod:`.mask_merge`).
+The output is the reference's: per image a list of dicts ``segmentation``
+(bool (H, W) at the input resolution), ``area``, ``predicted_iou``,
+``stability_score``, largest area first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .amg import (
+    MaskSet,
+    StageTimer,
+    encode_points,
+    generate_masks,
+    point_grid,
+    prompt_context,
+)
+from .config import PanoSAMicConfig
+from .mask_merge import fuse_dual_view, greedy_merge
+from .prompt_decoding import GridMaskDecoder
+
+STAGES = (
+    "prompt_encoding",
+    "mask_decoder",
+    "mask_upscaling",
+    "upsampling",
+    "filtering",
+    "nms",
+    "small_regions",
+    "merges",
+    "dual_view_fusion",
+)
+
+
+def embedding_rows(config: PanoSAMicConfig, image: int, view: int) -> list[int]:
+    """Rows of the encoder neck batch that hold ``image``'s modalities in ``view``.
+
+    The batch order is [img0 v0 m0..mM-1, img0 v1 m0..., img1 ...]; only the
+    modalities chosen for mask generation (``amg.modalities``) are returned.
+    """
+    names = config.modalities
+    chosen = config.amg.modalities or names
+    first = (image * config.num_views + view) * len(names)
+    return [first + names.index(m) for m in chosen]
+
+
+@torch.no_grad()
+def instance_masks(
+    prompt_encoder: nn.Module,
+    mask_decoder: nn.Module,
+    neck: Tensor,
+    config: PanoSAMicConfig,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    timer: StageTimer | None = None,
+    progress: bool = False,
+) -> list[list[dict[str, Any]]]:
+    """Instance masks of every image of a batch.
+
+    Args:
+        prompt_encoder, mask_decoder: SAM's modules.
+        neck: (N * views * M, C, G, G) the encoder neck, batch order as in
+            :func:`embedding_rows`.
+        config: the model config; its ``amg`` section sets every constant.
+        sizes: each image's input (H, W): the masks' resolution.
+        timer: collects seconds per stage (:data:`STAGES`) and candidate counts.
+        progress: show a progress bar over the point batches.
+    """
+    if config.amg.exact_reference_order:
+        from .instances_reference import instance_masks_reference
+
+        return instance_masks_reference(prompt_encoder, mask_decoder, neck, config, sizes, timer)
+    return _instance_masks(prompt_encoder, mask_decoder, neck, config, sizes, timer, progress)
+
+
+def _instance_masks(
+    prompt_encoder: nn.Module,
+    mask_decoder: nn.Module,
+    neck: Tensor,
+    config: PanoSAMicConfig,
+    sizes: Sequence[tuple[int, int]],
+    timer: StageTimer | None,
+    progress: bool,
+) -> list[list[dict[str, Any]]]:
+    stage = timer if timer is not None else StageTimer()
+    amg = config.amg
+    canvas = config.encoder.img_size
+    network_hw = config.input_size
+    with stage("prompt_encoding"):
+        points = point_grid(amg, canvas, network_hw)
+        sparse = encode_points(prompt_encoder, points, amg.points_per_batch)
+        image_pe, dense = prompt_context(prompt_encoder)
+    views = range(config.num_views)
+    n_embeddings = len(sizes) * len(views) * len(embedding_rows(config, 0, 0))
+    bar = tqdm(
+        total=n_embeddings * -(-len(points) // amg.points_per_batch),
+        desc="instance masks",
+        unit="batch",
+        disable=not progress,
+    )
+    outputs = []
+    with bar:
+        for i, size in enumerate(sizes):
+            per_view = []
+            for view in views:
+                sets = []
+                for row in embedding_rows(config, i, view):
+                    with stage("mask_decoder"):
+                        decoder = GridMaskDecoder(
+                            mask_decoder, neck[row : row + 1], image_pe, dense
+                        )
+                    sets.append(
+                        generate_masks(
+                            decoder, sparse, amg, canvas, network_hw, size, stage, bar.update
+                        )
+                    )
+                with stage("merges"):
+                    merged = greedy_merge(MaskSet.cat(sets, size, neck.device), amg.merge_threshold)
+                per_view.append(merged)
+            if len(per_view) == 2:
+                with stage("dual_view_fusion"):
+                    per_view = [fuse_dual_view(per_view[0], per_view[1], amg)]
+            outputs.append(per_view[0].to_dicts())
+    return outputs

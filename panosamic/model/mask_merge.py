@@ -1,0 +1,116 @@
+"""Merging instance masks across modalities and across the two views (reference 6.3, 6.4).
+
+Both merges only need pixel IoUs between masks. They come from one matrix
+product of the flattened masks (exact: float32 sums of 0/1 products stay
+exact below 2^24 pixels per chunk), so the greedy decisions loop over
+numbers, not over pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .amg import MaskSet
+from .config import AMGConfig
+
+PIXEL_CHUNK = 1 << 16  # pixels per matrix-product chunk (K x 65536 floats)
+
+
+def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
+    """(Ka, ...) and (Kb, ...) bool masks of equal size -> (Ka, Kb) int64 pixel intersections."""
+    a = a.flatten(1)
+    b = b.flatten(1)
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.int64, device=a.device)
+    if out.numel() == 0:
+        return out
+    for start in range(0, a.shape[1], PIXEL_CHUNK):
+        sl = slice(start, start + PIXEL_CHUNK)
+        out += (a[:, sl].float() @ b[:, sl].float().T).round().long()
+    return out
+
+
+def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(Ka, H, W), (Kb, H, W) bool -> (Ka, Kb) float64 pixel IoU (0 where the union is empty)."""
+    inter = pairwise_intersections(a, b)
+    area_a = a.flatten(1).sum(1)
+    area_b = b.flatten(1).sum(1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou = inter.double() / union.clamp(min=1).double()
+    return torch.where(union > 0, iou, torch.zeros_like(iou))
+
+
+def sort_by_area(masks: MaskSet) -> MaskSet:
+    """Largest area first; equal areas keep their order (a stable sort)."""
+    areas = masks.areas.tolist()
+    order = sorted(range(len(areas)), key=lambda i: -areas[i])
+    return masks.select(order)
+
+
+def greedy_merge(masks: MaskSet, threshold: float) -> MaskSet:
+    """Greedy mask NMS across modalities (reference 6.3), sorted by area at the end.
+
+    Candidates go in order of predicted_iou x stability_score (descending,
+    stable); one is dropped when its pixel IoU with an already kept mask
+    exceeds ``threshold``.
+    """
+    if len(masks) == 0:
+        return masks
+    quality = (masks.iou.double() * masks.stability.double()).tolist()
+    order = sorted(range(len(quality)), key=lambda i: -quality[i])
+    ordered = masks.select(order)
+    iou = pairwise_iou(ordered.masks, ordered.masks)
+    above = (iou > threshold).cpu()
+    kept = torch.zeros(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        kept[i] = not bool((above[i] & kept).any())
+    return sort_by_area(ordered.select(torch.nonzero(kept).flatten()))
+
+
+def unroll_shifted_view(masks: MaskSet) -> MaskSet:
+    """Roll the shifted view's masks back by floor(-W / 2) columns."""
+    width = masks.masks.shape[-1]
+    rolled = torch.roll(masks.masks, shifts=(-width) // 2, dims=-1)
+    return MaskSet(rolled, masks.iou, masks.stability)
+
+
+def fuse_dual_view(unshifted: MaskSet, shifted: MaskSet, amg: AMGConfig) -> MaskSet:
+    """Fuse the two views' masks (reference 6.4); ``shifted`` is still in the shifted frame.
+
+    Each shifted-view mask finds the unshifted one it overlaps most (first of
+    equal maxima). Above the threshold it is a duplicate and replaces that
+    mask when its quality is higher by more than the margin, or about equal
+    (within the margin) with a larger area; the comparison is always with the
+    original unshifted mask, and the last qualifying replacement wins. Below
+    the threshold it is appended. The result is sorted by area.
+    """
+    b = unroll_shifted_view(shifted)
+    b = b.select(torch.nonzero(b.areas > 0).flatten())
+    if len(unshifted) == 0:
+        return b
+    if len(b) == 0:
+        return unshifted
+    w_iou, w_stab = amg.dual_view_quality_weights
+    q_a = [
+        w_iou * x + w_stab * y
+        for x, y in zip(unshifted.iou.tolist(), unshifted.stability.tolist(), strict=True)
+    ]
+    q_b = [
+        w_iou * x + w_stab * y for x, y in zip(b.iou.tolist(), b.stability.tolist(), strict=True)
+    ]
+    area_a = unshifted.areas.tolist()
+    area_b = b.areas.tolist()
+    iou = pairwise_iou(b.masks, unshifted.masks)
+    best_iou, best = iou.max(dim=1)  # first index of the maximum
+    replacement = list(range(len(unshifted)))  # index into the combined list
+    appended = []
+    margin = amg.dual_view_quality_margin
+    for j, (value, i) in enumerate(zip(best_iou.tolist(), best.tolist(), strict=True)):
+        if value > amg.dual_view_threshold:
+            diff = q_b[j] - q_a[i]
+            if diff > margin or (abs(diff) <= margin and area_b[j] > area_a[i]):
+                replacement[i] = len(unshifted) + j
+        else:
+            appended.append(len(unshifted) + j)
+    combined = MaskSet.cat([unshifted, b], unshifted.masks.shape[-2:], unshifted.masks.device)
+    return sort_by_area(combined.select(replacement + appended))

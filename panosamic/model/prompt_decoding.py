@@ -1,0 +1,224 @@
+"""SAM's mask decoder for a grid of point prompts on one image embedding.
+
+SAM's :class:`~segment_anything.modeling.MaskDecoder` copies the image
+embedding once per prompt and runs every step on the whole batch of prompts,
+so a batch of 64 prompts on a ViT encoder moves tensors of 64 x 4096 x 256
+floats (256 MiB) through memory a few dozen times. For a grid of point
+prompts on one embedding this module computes the same numbers with less work:
+
+- in the first two-way block the image tokens are the same for every prompt,
+  so their projections (token-to-image keys and values, image-to-token
+  queries) are computed once per embedding;
+- the image-side steps run on a few prompts at a time (the tensors stay in
+  the CPU caches), the token-side steps on the whole batch;
+- the predicted IoUs come from the transformer alone, so the expensive
+  upscaling of the image tokens (two transposed convolutions) only runs for
+  the prompts that have a candidate passing the IoU filter.
+
+Each matrix product gets the same operands, in the same memory layout, as in
+SAM's code (the layout picks the GEMM kernel, so it matters for the last
+bit); row-wise operations do not depend on how many rows run together. The
+outputs therefore equal ``MaskDecoder.forward`` bit for bit, which
+``tests/test_instances_decoder.py`` checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+IMAGE_SIDE_PROMPTS = 4  # prompts per image-side step: 4 x 4096 x 256 floats = 16 MiB
+
+
+@dataclass
+class DecodedPrompts:
+    """The transformer's output for a batch of B prompts.
+
+    ``image``: (B, N, C) image tokens (N = h * w), a view of the decoder's
+    work buffer, valid until its next :meth:`GridMaskDecoder.run_transformer`;
+    ``hyper_in``: (B, num_mask_tokens, C / 8) hypernetwork outputs of the mask
+    tokens; ``iou``: (B, num_mask_tokens) predicted IoUs of every mask token
+    (multimask slicing is the caller's).
+    """
+
+    image: Tensor
+    hyper_in: Tensor
+    iou: Tensor
+
+
+def _separate_heads(x: Tensor, num_heads: int) -> Tensor:
+    b, n, c = x.shape
+    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+
+def _attention_heads(num_heads: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """SAM's ``Attention.forward`` between the projections: (B, n, Ci) each -> (B, n_q, Ci)."""
+    q = _separate_heads(q, num_heads)
+    k = _separate_heads(k, num_heads)
+    v = _separate_heads(v, num_heads)
+    weights = q @ k.permute(0, 1, 3, 2)
+    weights = weights / math.sqrt(q.shape[-1])
+    weights = torch.softmax(weights, dim=-1)
+    out = weights @ v
+    b, heads, n, c = out.shape
+    return out.transpose(1, 2).reshape(b, n, heads * c)
+
+
+def _attention(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """SAM's ``Attention.forward``."""
+    heads = _attention_heads(attn.num_heads, attn.q_proj(q), attn.k_proj(k), attn.v_proj(v))
+    return attn.out_proj(heads)
+
+
+def prompt_slices(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` items covering ``range(n)``."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class GridMaskDecoder:
+    """SAM's mask decoder applied to batches of point prompts on one image embedding.
+
+    Args:
+        mask_decoder: SAM's ``MaskDecoder`` (its modules and weights are used as they are).
+        image_embedding: (1, C, h, w) the encoder neck of one image / view / modality.
+        image_pe: (1, C, h, w) the prompt encoder's dense positional encoding.
+        dense_embedding: (1, C, h, w) the prompt encoder's "no mask" embedding.
+        image_side_prompts: prompts per image-side step (speed only, never the result).
+    """
+
+    def __init__(
+        self,
+        mask_decoder: nn.Module,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        dense_embedding: Tensor,
+        image_side_prompts: int = IMAGE_SIDE_PROMPTS,
+    ) -> None:
+        self.decoder = mask_decoder
+        self.transformer = mask_decoder.transformer
+        self.step = max(1, image_side_prompts)
+        _, c, h, w = image_embedding.shape
+        self.shape = (c, h, w)
+        # (1, N, C) views in SAM's (transposed) layout: the first block projects
+        # them as they are, and the layout selects the GEMM kernel
+        self.keys = (image_embedding + dense_embedding).flatten(2).permute(0, 2, 1)
+        self.key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        first = self.transformer.layers[0]
+        if not first.skip_first_layer_pe:
+            raise ValueError("expected SAM's TwoWayTransformer (no PE in the first block)")
+        keys_pe = self.keys + self.key_pe
+        self.first_t2i_k = first.cross_attn_token_to_image.k_proj(keys_pe)
+        self.first_t2i_v = first.cross_attn_token_to_image.v_proj(self.keys)
+        self.first_i2t_q = first.cross_attn_image_to_token.q_proj(keys_pe)
+        self._buffers: list[Tensor] = []
+
+    # ------------------------------------------------------------ transformer
+    def run_transformer(self, sparse: Tensor) -> DecodedPrompts:
+        """Two-way transformer, IoU head and hypernetworks for (B, P, C) sparse embeddings."""
+        dec = self.decoder
+        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        point_pe = torch.cat((tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+        buffers = self._work_buffers(point_pe.shape[0])
+        queries, keys = point_pe, None
+        for i, layer in enumerate(self.transformer.layers):
+            out = buffers[i % 2]
+            queries = self._token_block(layer, queries, keys, point_pe)
+            self._image_block(layer, queries, keys, point_pe, out)
+            keys = out
+        final = self.transformer.final_attn_token_to_image
+        attn_out = self._token_to_image(final, queries + point_pe, keys)
+        queries = self.transformer.norm_final_attn(queries + attn_out)
+        iou = dec.iou_prediction_head(queries[:, 0, :])
+        mask_tokens = queries[:, 1 : 1 + dec.num_mask_tokens, :]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
+            dim=1,
+        )
+        return DecodedPrompts(keys, hyper_in, iou)
+
+    def _work_buffers(self, b: int) -> list[Tensor]:
+        c, h, w = self.shape
+        if not self._buffers or self._buffers[0].shape[0] < b:
+            like = self.keys
+            self._buffers = [like.new_empty(b, h * w, c) for _ in range(2)]
+        return [buf[:b] for buf in self._buffers]
+
+    def _token_block(
+        self, layer: nn.Module, queries: Tensor, keys: Tensor | None, query_pe: Tensor
+    ) -> Tensor:
+        """Self-attention, token-to-image attention and MLP of one two-way block."""
+        if layer.skip_first_layer_pe:
+            queries = _attention(layer.self_attn, queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + _attention(layer.self_attn, q, q, queries)
+        queries = layer.norm1(queries)
+        attn_out = self._token_to_image(
+            layer.cross_attn_token_to_image, queries + query_pe, keys, first=keys is None
+        )
+        queries = layer.norm2(queries + attn_out)
+        return layer.norm3(queries + layer.mlp(queries))
+
+    def _token_to_image(
+        self, attn: nn.Module, q: Tensor, keys: Tensor | None, first: bool = False
+    ) -> Tensor:
+        """Tokens (B, T, C) attend to the image tokens; the image side runs in steps."""
+        q = attn.q_proj(q)
+        heads = torch.empty_like(q)
+        for sl in prompt_slices(q.shape[0], self.step):
+            n = sl.stop - sl.start
+            if first:
+                k = self.first_t2i_k.expand(n, -1, -1)
+                v = self.first_t2i_v.expand(n, -1, -1)
+            else:
+                k = attn.k_proj(keys[sl] + self.key_pe)
+                v = attn.v_proj(keys[sl])
+            heads[sl] = _attention_heads(attn.num_heads, q[sl], k, v)
+        return attn.out_proj(heads)
+
+    def _image_block(
+        self,
+        layer: nn.Module,
+        queries: Tensor,
+        keys: Tensor | None,
+        query_pe: Tensor,
+        out: Tensor,
+    ) -> None:
+        """Image-to-token attention and norm4 of one block, written into ``out`` (B, N, C)."""
+        attn = layer.cross_attn_image_to_token
+        k = attn.k_proj(queries + query_pe)
+        v = attn.v_proj(queries)
+        for sl in prompt_slices(queries.shape[0], self.step):
+            n = sl.stop - sl.start
+            if keys is None:
+                base, q = self.keys, self.first_i2t_q.expand(n, -1, -1)
+            else:
+                base = keys[sl]
+                q = attn.q_proj(base + self.key_pe)
+            attn_out = attn.out_proj(_attention_heads(attn.num_heads, q, k[sl], v[sl]))
+            out[sl] = layer.norm4(base + attn_out)
+
+    # ---------------------------------------------------------------- masks
+    def masks(self, decoded: DecodedPrompts, index: Tensor) -> Tensor:
+        """Low-resolution mask logits (len(index), num_mask_tokens, 4h, 4w) of the prompts ``index``."""
+        dec = self.decoder
+        c, h, w = self.shape
+        chunks = []
+        for sl in prompt_slices(len(index), self.step):
+            idx = index[sl]
+            if len(idx) == 1:  # a batch of one takes other kernels: pair it with itself
+                idx = idx.repeat(2)
+            image = decoded.image[idx]
+            b = image.shape[0]
+            upscaled = dec.output_upscaling(image.transpose(1, 2).view(b, c, h, w))
+            _, c2, uh, uw = upscaled.shape
+            logits = decoded.hyper_in[idx] @ upscaled.view(b, c2, uh * uw)
+            chunks.append(logits.view(b, -1, uh, uw)[: sl.stop - sl.start])
+        if not chunks:
+            return decoded.hyper_in.new_empty(0, dec.num_mask_tokens, 4 * h, 4 * w)
+        return torch.cat(chunks)
