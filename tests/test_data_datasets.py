@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 
 import numpy as np
@@ -265,6 +266,11 @@ def test_training_items_are_augmented_and_batches_are_lists(prepared):
         for a, b in zip(expected, got, strict=True):
             assert all(torch.equal(a[k], b[k]) for k in a)
     assert not build_dataset("structured3d", prepared["structured3d"], split="eval").augment
+    # Seeded datasets travel to DataLoader workers (spawn pickles them) and restart their stream.
+    copy = pickle.loads(pickle.dumps(ds))
+    first = ds.load(0)
+    expected = apply_augmentation(*first, draw_augmentation(W, torch.Generator().manual_seed(5)))
+    assert torch.equal(copy[0][0]["image"], expected[0]["image"])
     loader = DataLoader(ds, batch_size=2, collate_fn=collate_panoramas)
     inputs, targets = next(iter(loader))
     assert isinstance(inputs, list) and len(inputs) == min(2, len(ds))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ..model.config import MODALITIES, normalize_modalities
 from .augment import NORMALS_FRAMES, apply_augmentation, draw_augmentation
@@ -84,7 +84,8 @@ class PanoramaDataset(Dataset):
         normals_frame: "world" or "camera"; None: the dataset's (Matterport3D: camera).
         depth_threshold: d_t in metres, overriding the cached training-split statistics.
         seed: seed of this dataset's own augmentation generator (None: torch's global RNG,
-            which DataLoader seeds per worker).
+            which DataLoader seeds per worker). DataLoader worker k draws from
+            ``seed * 1000003 + k + 1``, the main process from ``seed``.
     """
 
     def __init__(
@@ -129,7 +130,9 @@ class PanoramaDataset(Dataset):
             raise ValueError(
                 f"normals_frame must be one of {NORMALS_FRAMES}, got {normals_frame!r}"
             )
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._generator_worker: int | None = None
 
         self.class_names: tuple[str, ...] = self.info.class_names
         self.num_classes: int = len(self.class_names)
@@ -309,11 +312,28 @@ class PanoramaDataset(Dataset):
         }
         return data, labels
 
+    def _augmentation_generator(self) -> torch.Generator | None:
+        """This process's generator (one stream per DataLoader worker), or None for the global RNG."""
+        if self.seed is None:
+            return None
+        worker = get_worker_info()
+        worker_id = None if worker is None else worker.id
+        if self._generator is None or self._generator_worker != worker_id:
+            seed = self.seed if worker_id is None else self.seed * 1000003 + worker_id + 1
+            self._generator = torch.Generator().manual_seed(seed % 2**63)
+            self._generator_worker = worker_id
+        return self._generator
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_generator"] = None  # generators do not travel to worker processes
+        return state
+
     def __getitem__(self, i: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         data, labels = self.load(i)
         if self.augment:
             width = labels["semantics"].shape[-1]
-            aug = draw_augmentation(width, self.generator)
+            aug = draw_augmentation(width, self._augmentation_generator())
             data, labels = apply_augmentation(
                 data,
                 labels,

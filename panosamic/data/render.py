@@ -470,72 +470,74 @@ def _add_chair(b: _Builder, x: float, y: float, yaw: float) -> None:
             b.box((lx_, ly_, seat / 2), (0.02, 0.02, seat / 2), "chair", inst, mat, yaw)
 
 
-def _add_furniture(b: _Builder) -> None:
+def _add_single_chair(b: _Builder) -> None:
+    spot = _free_spot(b, 0.3, 0.3, against_wall=False)
+    if spot:
+        _add_chair(b, *spot)
+
+
+def _add_sofa(b: _Builder) -> None:
+    hx, hy = float(b.rng.uniform(0.7, 1.2)), 0.45
+    spot = _free_spot(b, hx, hy, against_wall=True)
+    if spot:
+        x, y, yaw = spot
+        mat, inst = _material(b.rng, "sofa"), b.new_instance("sofa")
+        b.box((x, y, 0.22), (hx, hy, 0.22), "sofa", inst, mat, yaw)
+        bx, by = _local(x, y, yaw, 0.0, -hy + 0.1)
+        b.box((bx, by, 0.6), (hx, 0.1, 0.2), "sofa", inst, mat, yaw)
+
+
+def _add_storage(b: _Builder, kind: str) -> None:
+    """A bookcase (tall) or a cabinet (low) against a wall."""
     rng = b.rng
-    for _ in range(int(rng.integers(4, 11))):
-        options = [
-            k
-            for k in ("table", "sofa", "bookcase", "cabinet", "bed", "chair", "clutter")
-            if k in b.kinds
-        ]
+    hx, hy = float(rng.uniform(0.4, 0.9)), float(rng.uniform(0.15, 0.25))
+    height = float(rng.uniform(1.6, 2.3)) if kind == "bookcase" else float(rng.uniform(0.7, 1.1))
+    spot = _free_spot(b, hx, hy, against_wall=True)
+    if spot:
+        x, y, yaw = spot
+        mat, inst = _material(rng, kind), b.new_instance(kind)
+        b.box((x, y, height / 2), (hx, hy, height / 2), kind, inst, mat, yaw)
+
+
+def _add_bed(b: _Builder) -> None:
+    hx, hy = float(b.rng.uniform(0.45, 0.9)), 1.0
+    spot = _free_spot(b, hx, hy, against_wall=True)
+    if spot:
+        x, y, yaw = spot
+        mat, inst = _material(b.rng, "bed"), b.new_instance("bed")
+        b.box((x, y, 0.25), (hx, hy, 0.25), "bed", inst, mat, yaw)
+        head_x, head_y = _local(x, y, yaw, 0.0, -hy + 0.04)
+        b.box((head_x, head_y, 0.55), (hx, 0.04, 0.55), "bed", inst, mat, yaw)
+
+
+def _add_floor_clutter(b: _Builder) -> None:
+    s = float(b.rng.uniform(0.1, 0.3))
+    spot = _free_spot(b, s, s, against_wall=bool(b.rng.random() < 0.5))
+    if spot:
+        x, y, yaw = spot
+        h = float(b.rng.uniform(0.1, 0.6))
+        mat, inst = _material(b.rng, "clutter"), b.new_instance("clutter")
+        b.box((x, y, h / 2), (s, s, h / 2), "clutter", inst, mat, yaw)
+
+
+_FURNITURE = {
+    "table": _add_table,
+    "sofa": _add_sofa,
+    "bookcase": lambda b: _add_storage(b, "bookcase"),
+    "cabinet": lambda b: _add_storage(b, "cabinet"),
+    "bed": _add_bed,
+    "chair": _add_single_chair,
+    "clutter": _add_floor_clutter,
+}
+
+
+def _add_furniture(b: _Builder) -> None:
+    """4 to 10 random pieces of furniture of the allowed kinds."""
+    options = [k for k in _FURNITURE if k in b.kinds]
+    for _ in range(int(b.rng.integers(4, 11))):
         if not options:
             return
-        kind = str(rng.choice(options))
-        if kind == "table":
-            _add_table(b)
-        elif kind == "chair":
-            spot = _free_spot(b, 0.3, 0.3, against_wall=False)
-            if spot:
-                _add_chair(b, *spot)
-        elif kind == "sofa":
-            hx, hy = float(rng.uniform(0.7, 1.2)), 0.45
-            spot = _free_spot(b, hx, hy, against_wall=True)
-            if spot:
-                x, y, yaw = spot
-                mat, inst = _material(rng, "sofa"), b.new_instance("sofa")
-                b.box((x, y, 0.22), (hx, hy, 0.22), "sofa", inst, mat, yaw)
-                bx, by = _local(x, y, yaw, 0.0, -hy + 0.1)
-                b.box((bx, by, 0.6), (hx, 0.1, 0.2), "sofa", inst, mat, yaw)
-        elif kind in ("bookcase", "cabinet"):
-            hx = float(rng.uniform(0.4, 0.9))
-            hy = float(rng.uniform(0.15, 0.25))
-            height = (
-                float(rng.uniform(1.6, 2.3)) if kind == "bookcase" else float(rng.uniform(0.7, 1.1))
-            )
-            spot = _free_spot(b, hx, hy, against_wall=True)
-            if spot:
-                x, y, yaw = spot
-                b.box(
-                    (x, y, height / 2),
-                    (hx, hy, height / 2),
-                    kind,
-                    b.new_instance(kind),
-                    _material(rng, kind),
-                    yaw,
-                )
-        elif kind == "bed":
-            hx, hy = float(rng.uniform(0.45, 0.9)), 1.0
-            spot = _free_spot(b, hx, hy, against_wall=True)
-            if spot:
-                x, y, yaw = spot
-                mat, inst = _material(rng, "bed"), b.new_instance("bed")
-                b.box((x, y, 0.25), (hx, hy, 0.25), "bed", inst, mat, yaw)
-                hx_, hy_ = _local(x, y, yaw, 0.0, -hy + 0.04)
-                b.box((hx_, hy_, 0.55), (hx, 0.04, 0.55), "bed", inst, mat, yaw)
-        else:  # clutter on the floor
-            s = float(rng.uniform(0.1, 0.3))
-            spot = _free_spot(b, s, s, against_wall=bool(rng.random() < 0.5))
-            if spot:
-                x, y, yaw = spot
-                h = float(rng.uniform(0.1, 0.6))
-                b.box(
-                    (x, y, h / 2),
-                    (s, s, h / 2),
-                    "clutter",
-                    b.new_instance("clutter"),
-                    _material(rng, "clutter"),
-                    yaw,
-                )
+        _FURNITURE[str(b.rng.choice(options))](b)
 
 
 def _place_camera(b: _Builder) -> tuple[float, float, float]:
