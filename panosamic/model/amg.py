@@ -18,9 +18,8 @@ allow, which leaves the result unchanged:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,26 +35,20 @@ from .prompt_decoding import GridMaskDecoder, prompt_slices
 UPSAMPLE_MASKS = 16  # masks upsampled together (16 x 512 x 1024 floats = 32 MiB)
 
 
+Stage = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_stage(name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
 @dataclass
-class StageTimer:
-    """Seconds and counts per stage of the instance path.
+class Probe:
+    """Where the instance path reports: ``stage(name)`` times a block (a context
+    manager, e.g. ``PanoSAMic.stage``), ``counts`` collects candidate numbers."""
 
-    ``with timer("name"):`` adds the block's wall-clock time to
-    ``seconds["name"]``; ``timer.count("name", n)`` adds to ``counts["name"]``.
-    """
-
-    seconds: dict[str, float] = field(default_factory=dict)
+    stage: Stage = no_stage
     counts: dict[str, int] = field(default_factory=dict)
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.synchronize()
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + int(n)
@@ -234,13 +227,13 @@ def remove_small_regions(masks: Tensor, min_area: int) -> Tensor:
     return torch.from_numpy(keep[labels]).to(masks.device)
 
 
-def finish_masks(candidates: MaskSet, amg: AMGConfig, stage: StageTimer | None = None) -> MaskSet:
+def finish_masks(candidates: MaskSet, amg: AMGConfig, probe: Probe | None = None) -> MaskSet:
     """Box NMS, small-region removal, empty-mask removal (reference 6.2 steps 3 to 6)."""
-    stage = stage or StageTimer()
-    with stage("nms"):
+    probe = probe or Probe()
+    with probe.stage("nms"):
         kept = candidates.select(box_nms(candidates.masks, candidates.iou, amg))
     if amg.min_mask_region_area > 0:
-        with stage("small_regions"):
+        with probe.stage("small_regions"):
             kept.masks = remove_small_regions(kept.masks, amg.min_mask_region_area)
     return kept.select(torch.nonzero(kept.areas > 0).flatten())
 
@@ -257,7 +250,7 @@ def generate_masks(
     canvas: int,
     network_hw: tuple[int, int],
     out_hw: tuple[int, int],
-    stage: StageTimer | None = None,
+    probe: Probe | None = None,
     on_batch: Callable[[int], Any] | None = None,
 ) -> MaskSet:
     """The masks SAM's AMG finds on one embedding (reference 6.2), fast order.
@@ -267,37 +260,37 @@ def generate_masks(
         sparse: (n, 2, C) point prompt embeddings (:func:`encode_points`).
         canvas, network_hw, out_hw: canvas side, the network's image (h, w)
             on it, the output (H, W).
-        stage: a timer, ``stage(name)`` a context manager.
+        probe: receives stage timings and candidate counts.
         on_batch: called with 1 after each batch of points (a progress bar).
     """
-    stage = stage or StageTimer()
+    probe = probe or Probe()
     tokens = _mask_token_slice(amg)
     stable: list[MaskSet] = []
     for sl in prompt_slices(sparse.shape[0], amg.points_per_batch):
-        with stage("mask_decoder"):
+        with probe.stage("mask_decoder"):
             decoded = decoder.run_transformer(sparse[sl])
         if on_batch is not None:
             on_batch(1)
-        with stage("filtering"):
+        with probe.stage("filtering"):
             iou = decoded.iou[:, tokens]
             passed = iou >= amg.pred_iou_thresh
             prompts = torch.nonzero(passed.any(1)).flatten()
-        stage.count("candidates", passed.numel())
-        stage.count("after_iou_filter", int(passed.sum()))
+        probe.count("candidates", passed.numel())
+        probe.count("after_iou_filter", int(passed.sum()))
         if len(prompts) == 0:
             continue
-        with stage("mask_upscaling"):
+        with probe.stage("mask_upscaling"):
             low = decoder.masks(decoded, prompts)[:, tokens]
         chosen = passed[prompts]
         stable.append(
             _stable_candidates(
-                low[chosen], iou[prompts][chosen], amg, canvas, network_hw, out_hw, stage
+                low[chosen], iou[prompts][chosen], amg, canvas, network_hw, out_hw, probe
             )
         )
     candidates = MaskSet.cat(stable, out_hw, sparse.device)
-    stage.count("after_stability_filter", len(candidates))
-    masks = finish_masks(candidates, amg, stage)
-    stage.count("after_nms", len(masks))
+    probe.count("after_stability_filter", len(candidates))
+    masks = finish_masks(candidates, amg, probe)
+    probe.count("after_nms", len(masks))
     return masks
 
 
@@ -308,14 +301,14 @@ def _stable_candidates(
     canvas: int,
     network_hw: tuple[int, int],
     out_hw: tuple[int, int],
-    stage: StageTimer,
+    probe: Probe,
 ) -> MaskSet:
     """Upsample IoU-filtered candidates (k, s, s) a few at a time and keep the stable ones."""
     kept: list[MaskSet] = []
     for sl in prompt_slices(low.shape[0], UPSAMPLE_MASKS):
-        with stage("upsampling"):
+        with probe.stage("upsampling"):
             logits = upsample_to_image(low[sl], canvas, network_hw, out_hw)
-        with stage("filtering"):
+        with probe.stage("filtering"):
             stability = stability_scores(logits, amg)
             ok = torch.nonzero(stability >= amg.stability_score_thresh).flatten()
             if len(ok):

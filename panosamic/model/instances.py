@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .amg import (
     MaskSet,
-    StageTimer,
+    Probe,
     encode_points,
     generate_masks,
     point_grid,
@@ -62,7 +62,7 @@ def instance_masks(
     config: PanoSAMicConfig,
     sizes: Sequence[tuple[int, int]],
     *,
-    timer: StageTimer | None = None,
+    probe: Probe | None = None,
     progress: bool = False,
 ) -> list[list[dict[str, Any]]]:
     """Instance masks of every image of a batch.
@@ -73,14 +73,14 @@ def instance_masks(
             :func:`embedding_rows`.
         config: the model config; its ``amg`` section sets every constant.
         sizes: each image's input (H, W): the masks' resolution.
-        timer: collects seconds per stage (:data:`STAGES`) and candidate counts.
+        probe: receives the time of each stage (:data:`STAGES`) and candidate counts.
         progress: show a progress bar over the point batches.
     """
     if config.amg.exact_reference_order:
         from .instances_reference import instance_masks_reference
 
-        return instance_masks_reference(prompt_encoder, mask_decoder, neck, config, sizes, timer)
-    return _instance_masks(prompt_encoder, mask_decoder, neck, config, sizes, timer, progress)
+        return instance_masks_reference(prompt_encoder, mask_decoder, neck, config, sizes, probe)
+    return _instance_masks(prompt_encoder, mask_decoder, neck, config, sizes, probe, progress)
 
 
 def _instance_masks(
@@ -89,10 +89,11 @@ def _instance_masks(
     neck: Tensor,
     config: PanoSAMicConfig,
     sizes: Sequence[tuple[int, int]],
-    timer: StageTimer | None,
+    probe: Probe | None,
     progress: bool,
 ) -> list[list[dict[str, Any]]]:
-    stage = timer if timer is not None else StageTimer()
+    probe = probe or Probe()
+    stage = probe.stage
     amg = config.amg
     canvas = config.encoder.img_size
     network_hw = config.input_size
@@ -121,7 +122,7 @@ def _instance_masks(
                         )
                     sets.append(
                         generate_masks(
-                            decoder, sparse, amg, canvas, network_hw, size, stage, bar.update
+                            decoder, sparse, amg, canvas, network_hw, size, probe, bar.update
                         )
                     )
                 with stage("merges"):

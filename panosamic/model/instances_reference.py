@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .amg import (
-    StageTimer,
+    Probe,
     point_grid,
     remove_small_regions,
     stability_scores,
@@ -38,13 +38,13 @@ def amg_reference(
     canvas: int,
     network_hw: tuple[int, int],
     out_hw: tuple[int, int],
-    stage: StageTimer | None = None,
+    probe: Probe | None = None,
 ) -> list[MaskDict]:
     """Reference 6.2 on one (1, C, G, G) embedding, in the reference's order."""
     from segment_anything.utils.amg import batched_mask_to_box
     from torchvision.ops import batched_nms
 
-    stage = stage or StageTimer()
+    stage = (probe or Probe()).stage
     points = point_grid(amg, canvas, network_hw).to(embedding.device)
     image_pe = prompt_encoder.get_dense_pe()
     logits, ious = [], []
@@ -167,10 +167,11 @@ def instance_masks_reference(
     neck: Tensor,
     config: PanoSAMicConfig,
     sizes: Sequence[tuple[int, int]],
-    timer: StageTimer | None = None,
+    probe: Probe | None = None,
 ) -> list[list[MaskDict]]:
     """Same contract as :func:`panosamic.model.instances.instance_masks`."""
-    stage = timer if timer is not None else StageTimer()
+    probe = probe or Probe()
+    stage = probe.stage
     amg = config.amg
     canvas = config.encoder.img_size
     outputs = []
@@ -187,7 +188,7 @@ def instance_masks_reference(
                     canvas,
                     config.input_size,
                     size,
-                    stage,
+                    probe,
                 )
             with stage("merges"):
                 per_view.append(merge_masks_greedy_reference(masks, amg.merge_threshold))

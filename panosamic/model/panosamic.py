@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
+from .amg import Probe
 from .config import AMGConfig, PanoSAMicConfig
 from .fusion import FeatureFuser
 from .image_encoder import ImageEncoderViT
 from .inputs import encoder_batch, resize_to, validate_batch
 from .instance_semantic_fusion import refine_semantic_with_instances
-from .instances import StageTimer, instance_masks
+from .instances import instance_masks
+from .profiling import StageTimer
 from .semantic_decoder import BaselineDecoder, SemanticDecoder, add_view_positional_encoding
 
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 TRAINABLE_PREFIXES = ("feature_fuser.", "semantic_decoder.")
 
@@ -64,12 +73,21 @@ class PanoSAMic(nn.Module):
         config: the architecture; ``config.amg`` sets the instance path.
         semantic_only: build no prompt encoder / mask decoder and never compute
             instance masks.
+        precision: ``"fp32"`` (default: the reference's numbers), or ``"bf16"`` /
+            ``"fp16"`` to run the network under autocast (logits come back in
+            float32). May be changed later through the ``precision`` attribute.
     """
 
-    def __init__(self, config: PanoSAMicConfig, semantic_only: bool = False) -> None:
+    def __init__(
+        self, config: PanoSAMicConfig, semantic_only: bool = False, precision: str = "fp32"
+    ) -> None:
         super().__init__()
         self.config = config
         self.semantic_only = semantic_only
+        self.precision = precision
+        self.stage_timer: StageTimer | None = None
+        # Recompute each fusion block in the backward pass instead of keeping its activations.
+        self.gradient_checkpointing = False
         enc = config.encoder
         m = len(config.modalities)
         self.image_encoder = ImageEncoderViT(enc)
@@ -110,6 +128,29 @@ class PanoSAMic(nn.Module):
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """The tensors a Hub checkpoint holds: ``feature_fuser.*`` and ``semantic_decoder.*``."""
         return {k: v for k, v in self.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {value!r}")
+        self._precision = value
+
+    def autocast(self) -> AbstractContextManager:
+        """The autocast context of the chosen precision (a no-op for fp32)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def stage(self, name: str) -> AbstractContextManager:
+        """Time a stage when a :class:`StageTimer` is attached (``model.stage_timer``)."""
+        return (
+            nullcontext() if self.stage_timer is None else self.stage_timer.stage(name, self.device)
+        )
 
     @property
     def device(self) -> torch.device:
@@ -157,19 +198,20 @@ class PanoSAMic(nn.Module):
             raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
         if refine and semantic_only:
             raise ValueError("refine=True needs the instance masks: drop semantic_only=True")
-        features = self.forward_features(batched_input, keep_neck=not semantic_only)
-        logits = self.postprocess(features["decoder_out"])
+        features = self.forward_features(batched_input, keep_neck=not semantic_only, keep_all=False)
+        with self.stage("postprocess"):
+            logits = self.postprocess(features["decoder_out"])
+            sem_preds = [resize_to(logits[i : i + 1], size)[0] for i, size in enumerate(sizes)]
         masks: list[list[dict[str, Any]]] = [[] for _ in sizes]
         if not semantic_only:
             masks = self.instance_masks(features["encoder_neck"], sizes, progress=progress)
         outputs = []
-        for i, (h, w) in enumerate(sizes):
-            out = {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": masks[i]}
+        for preds, image_masks in zip(sem_preds, masks, strict=True):
+            out = {"sem_preds": preds, "instance_masks": image_masks}
             if refine:
-                out["refined_sem_preds"] = refine_semantic_with_instances(
-                    out["sem_preds"], masks[i]
-                )
-                out["labels"] = out["refined_sem_preds"].argmax(dim=0)
+                with self.stage("refine"):
+                    out["refined_sem_preds"] = refine_semantic_with_instances(preds, image_masks)
+                    out["labels"] = out["refined_sem_preds"].argmax(dim=0)
             outputs.append(out)
         return outputs
 
@@ -178,61 +220,101 @@ class PanoSAMic(nn.Module):
         neck: Tensor,
         sizes: Sequence[tuple[int, int]],
         *,
-        timer: StageTimer | None = None,
+        counts: dict[str, int] | None = None,
         progress: bool = False,
     ) -> list[list[dict[str, Any]]]:
-        """Instance masks from the encoder neck ((N*views*M, P, G, G)), one list per image."""
+        """Instance masks from the encoder neck ((N*views*M, P, G, G)), one list per image.
+
+        Stages are timed as ``instances.<stage>`` when a :class:`StageTimer` is
+        attached; ``counts`` (a dict) receives the candidate numbers per filter.
+        """
         if self.semantic_only:
             raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
+        probe = Probe(stage=lambda name: self.stage(f"instances.{name}"))
+        if counts is not None:
+            probe.counts = counts
         return instance_masks(
             self.prompt_encoder,
             self.mask_decoder,
-            neck,
+            neck.to(self.mask_decoder.iou_token.weight.dtype),
             self.config,
             sizes,
-            timer=timer,
+            probe=probe,
             progress=progress,
         )
 
     def forward_features(
-        self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool = False
+        self,
+        batched_input: Sequence[Mapping[str, Tensor]],
+        keep_neck: bool = False,
+        keep_all: bool = True,
     ) -> dict[str, Any]:
-        """Run the network at its own resolution and return every stage.
+        """Run the network at its own resolution.
 
-        Keys: ``branches`` (B x (N*views*M, E, G, G)), ``encoder_neck``
-        ((N*views*M, P, G, G) or None), ``fused_before_pe`` ((N*views, B*P, 4G, 4G)),
+        Keys: ``encoder_neck`` ((N*views*M, P, G, G), or None unless ``keep_neck``),
         ``decoder_head`` ((N*views, K, 4G, 4G)), ``decoder_out`` ((N, K, 4G, 4G)).
+        With ``keep_all`` also ``branches`` (B x (N*views*M, E, G, G)) and
+        ``fused_before_pe`` ((N*views, B*P, 4G, 4G)); without it the fusion and the
+        decoder take a leaner, equivalent route that never builds the fused map.
         """
+        with self.autocast():
+            out = self._features(batched_input, keep_neck, keep_all)
+        for key in ("decoder_head", "decoder_out"):
+            out[key] = out[key].float()
+        return out
+
+    def _features(
+        self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool, keep_all: bool
+    ) -> dict[str, Any]:
         cfg = self.config
-        x = encoder_batch(
-            batched_input,
-            cfg.modalities,
-            cfg.num_views,
-            cfg.input_size,
-            cfg.encoder.img_size,
-            self.dtype,
-            self.device,
-        )
+        with self.stage("preprocess"):
+            x = encoder_batch(
+                batched_input,
+                cfg.modalities,
+                cfg.num_views,
+                cfg.input_size,
+                cfg.encoder.img_size,
+                self.dtype,
+                self.device,
+            )
         need_neck = keep_neck or bool(cfg.basic_fusion)
-        with torch.no_grad():
+        with torch.no_grad(), self.stage("encoder"):
             neck, branches = self.image_encoder(x, with_neck=need_neck)
-        out: dict[str, Any] = {"branches": branches, "encoder_neck": neck}
+        del x
+        out: dict[str, Any] = {"encoder_neck": neck}
+        decoder = self.semantic_decoder
         if cfg.basic_fusion:
             m = len(cfg.modalities)
             stacked = neck.reshape(neck.shape[0] // m, m * neck.shape[1], *neck.shape[2:])
-            out["decoder_head"] = out["decoder_out"] = self.semantic_decoder(stacked)
+            with self.stage("decoder"):
+                out["decoder_head"] = out["decoder_out"] = decoder(stacked)
             return out
-        fused = self.feature_fuser(branches)
-        out["fused_before_pe"] = fused
-        if cfg.dual_view_fusion:
-            fused = add_view_positional_encoding(fused)
-        decoder = self.semantic_decoder
-        head = decoder.decoder_head(fused)
-        out["decoder_head"] = head
-        out["decoder_out"] = (
-            head if decoder.decoder_attention is None else decoder.blend_views(head)
-        )
+        if keep_all:
+            out["branches"] = branches
+            with self.stage("fusion"):
+                fused = self.feature_fuser(branches)
+            out["fused_before_pe"] = fused
+            with self.stage("decoder"):
+                if cfg.dual_view_fusion:
+                    fused = add_view_positional_encoding(fused)
+                head = decoder.decoder_head(fused)
+        else:
+            with self.stage("fusion"):
+                blocks = self.feature_fuser.fusion_blocks
+                maps = [self._fuse(block, branches.pop(0)) for block in blocks]
+            with self.stage("decoder"):
+                head = decoder.head_from_blocks(maps, positional=cfg.dual_view_fusion)
+        with self.stage("decoder"):
+            out["decoder_head"] = head
+            out["decoder_out"] = (
+                head if decoder.decoder_attention is None else decoder.blend_views(head)
+            )
         return out
+
+    def _fuse(self, block: nn.Module, branch: Tensor) -> Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, branch, False, use_reentrant=False)
+        return block(branch, final_upsample=False)
 
     def postprocess(self, logits: Tensor) -> Tensor:
         """(N, K, 4G, 4G) canvas logits -> (N, K, h, w) at the network's input size."""

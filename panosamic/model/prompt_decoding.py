@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-IMAGE_SIDE_PROMPTS = 4  # prompts per image-side step: 4 x 4096 x 256 floats = 16 MiB
+IMAGE_SIDE_BYTES = 16 << 20  # image tokens per image-side step (ViT: 4 prompts x 4096 x 256 floats)
 
 
 @dataclass
@@ -88,7 +88,8 @@ class GridMaskDecoder:
         image_embedding: (1, C, h, w) the encoder neck of one image / view / modality.
         image_pe: (1, C, h, w) the prompt encoder's dense positional encoding.
         dense_embedding: (1, C, h, w) the prompt encoder's "no mask" embedding.
-        image_side_prompts: prompts per image-side step (speed only, never the result).
+        image_side_prompts: prompts per image-side step (speed only, never the
+            result); default: as many as fit in 16 MiB of image tokens.
     """
 
     def __init__(
@@ -97,12 +98,14 @@ class GridMaskDecoder:
         image_embedding: Tensor,
         image_pe: Tensor,
         dense_embedding: Tensor,
-        image_side_prompts: int = IMAGE_SIDE_PROMPTS,
+        image_side_prompts: int | None = None,
     ) -> None:
         self.decoder = mask_decoder
         self.transformer = mask_decoder.transformer
-        self.step = max(1, image_side_prompts)
         _, c, h, w = image_embedding.shape
+        if image_side_prompts is None:
+            image_side_prompts = IMAGE_SIDE_BYTES // (c * h * w * image_embedding.element_size())
+        self.step = max(1, image_side_prompts)
         self.shape = (c, h, w)
         # (1, N, C) views in SAM's (transposed) layout: the first block projects
         # them as they are, and the layout selects the GEMM kernel
