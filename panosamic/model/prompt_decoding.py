@@ -38,16 +38,21 @@ IMAGE_SIDE_BYTES = 16 << 20  # image tokens per image-side step (ViT: 4 prompts 
 class DecodedPrompts:
     """The transformer's output for a batch of B prompts.
 
-    ``image``: (B, N, C) image tokens (N = h * w), a view of the decoder's
-    work buffer, valid until its next :meth:`GridMaskDecoder.run_transformer`;
-    ``hyper_in``: (B, num_mask_tokens, C / 8) hypernetwork outputs of the mask
+    ``image``: the (B, N, C) image tokens (N = h * w) as consecutive chunks
+    of ``step`` prompts; ``hyper_in``: (B, num_mask_tokens, C / 8) hypernetwork outputs of the mask
     tokens; ``iou``: (B, num_mask_tokens) predicted IoUs of every mask token
     (multimask slicing is the caller's).
     """
 
-    image: Tensor
+    image: list[Tensor]
+    step: int
     hyper_in: Tensor
     iou: Tensor
+
+    def image_tokens(self, index: Tensor) -> Tensor:
+        """(len(index), N, C) image tokens of the prompts ``index``."""
+        rows = index.tolist()
+        return torch.stack([self.image[i // self.step][i % self.step] for i in rows])
 
 
 def _separate_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -56,12 +61,23 @@ def _separate_heads(x: Tensor, num_heads: int) -> Tensor:
 
 
 def _attention_heads(num_heads: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """SAM's ``Attention.forward`` between the projections: (B, n, Ci) each -> (B, n_q, Ci)."""
+    """SAM's ``Attention.forward`` between the projections: (B, n, Ci) each -> (B, n_q, Ci).
+
+    SAM divides the (B, heads, n_q, n_k) weights by sqrt(head dim). When that is
+    a power of two the division is exact, and it is done on the smaller of q
+    and k instead: the same numbers, one big pass less.
+    """
     q = _separate_heads(q, num_heads)
     k = _separate_heads(k, num_heads)
     v = _separate_heads(v, num_heads)
-    weights = q @ k.permute(0, 1, 3, 2)
-    weights = weights / math.sqrt(q.shape[-1])
+    scale = math.sqrt(q.shape[-1])
+    if math.frexp(scale)[0] == 0.5:  # a power of two
+        if q.shape[-2] <= k.shape[-2]:
+            weights = (q / scale) @ k.permute(0, 1, 3, 2)
+        else:
+            weights = q @ (k / scale).permute(0, 1, 3, 2)
+    else:
+        weights = (q @ k.permute(0, 1, 3, 2)) / scale
     weights = torch.softmax(weights, dim=-1)
     out = weights @ v
     b, heads, n, c = out.shape
@@ -72,6 +88,35 @@ def _attention(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """SAM's ``Attention.forward``."""
     heads = _attention_heads(attn.num_heads, attn.q_proj(q), attn.k_proj(k), attn.v_proj(v))
     return attn.out_proj(heads)
+
+
+def _upscale(upscaling: nn.Sequential, x: Tensor) -> Tensor:
+    """SAM's ``output_upscaling`` (ConvT, LayerNorm2d, GELU, ConvT, GELU) with fewer passes.
+
+    LayerNorm2d computes ``x - mean`` twice and every step out of place; here
+    it is computed once and normalised in place (the same operations on the
+    same numbers). Any other layout of the module runs as it is.
+    """
+    from segment_anything.modeling.common import LayerNorm2d
+
+    parts = list(upscaling)
+    expected = (nn.ConvTranspose2d, LayerNorm2d, nn.GELU, nn.ConvTranspose2d, nn.GELU)
+    if len(parts) != 5 or not all(isinstance(m, t) for m, t in zip(parts, expected, strict=True)):
+        return upscaling(x)
+    conv1, norm, act1, conv2, act2 = parts
+    if act1.approximate != "none" or act2.approximate != "none":
+        return upscaling(x)
+    x = conv1(x)
+    centred = x - x.mean(1, keepdim=True)
+    del x
+    variance = centred.pow(2).mean(1, keepdim=True)
+    centred.div_(torch.sqrt(variance + norm.eps))
+    centred.mul_(norm.weight[:, None, None]).add_(norm.bias[:, None, None])
+    torch.ops.aten.gelu_(centred)
+    x = conv2(centred)
+    del centred
+    torch.ops.aten.gelu_(x)
+    return x
 
 
 def prompt_slices(n: int, size: int) -> Iterator[slice]:
@@ -108,9 +153,13 @@ class GridMaskDecoder:
         self.step = max(1, image_side_prompts)
         self.shape = (c, h, w)
         # (1, N, C) views in SAM's (transposed) layout: the first block projects
-        # them as they are, and the layout selects the GEMM kernel
-        self.keys = (image_embedding + dense_embedding).flatten(2).permute(0, 2, 1)
+        # them as they are, and the layout selects the GEMM kernel. SAM copies
+        # the embedding into a standard (N, C, h, w) tensor first (a channels-last
+        # encoder output would otherwise flatten to another layout)
+        src = image_embedding.contiguous() + dense_embedding
+        self.keys = src.flatten(2).permute(0, 2, 1)
         self.key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        self.key_pe_rows = self.key_pe.contiguous()  # later blocks: same sums, faster reads
         first = self.transformer.layers[0]
         if not first.skip_first_layer_pe:
             raise ValueError("expected SAM's TwoWayTransformer (no PE in the first block)")
@@ -118,7 +167,6 @@ class GridMaskDecoder:
         self.first_t2i_k = first.cross_attn_token_to_image.k_proj(keys_pe)
         self.first_t2i_v = first.cross_attn_token_to_image.v_proj(self.keys)
         self.first_i2t_q = first.cross_attn_image_to_token.q_proj(keys_pe)
-        self._buffers: list[Tensor] = []
 
     # ------------------------------------------------------------ transformer
     def run_transformer(self, sparse: Tensor) -> DecodedPrompts:
@@ -126,13 +174,10 @@ class GridMaskDecoder:
         dec = self.decoder
         tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         point_pe = torch.cat((tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
-        buffers = self._work_buffers(point_pe.shape[0])
         queries, keys = point_pe, None
-        for i, layer in enumerate(self.transformer.layers):
-            out = buffers[i % 2]
+        for layer in self.transformer.layers:
             queries = self._token_block(layer, queries, keys, point_pe)
-            self._image_block(layer, queries, keys, point_pe, out)
-            keys = out
+            keys = self._image_block(layer, queries, keys, point_pe)
         final = self.transformer.final_attn_token_to_image
         attn_out = self._token_to_image(final, queries + point_pe, keys)
         queries = self.transformer.norm_final_attn(queries + attn_out)
@@ -142,17 +187,10 @@ class GridMaskDecoder:
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
             dim=1,
         )
-        return DecodedPrompts(keys, hyper_in, iou)
-
-    def _work_buffers(self, b: int) -> list[Tensor]:
-        c, h, w = self.shape
-        if not self._buffers or self._buffers[0].shape[0] < b:
-            like = self.keys
-            self._buffers = [like.new_empty(b, h * w, c) for _ in range(2)]
-        return [buf[:b] for buf in self._buffers]
+        return DecodedPrompts(keys, self.step, hyper_in, iou)
 
     def _token_block(
-        self, layer: nn.Module, queries: Tensor, keys: Tensor | None, query_pe: Tensor
+        self, layer: nn.Module, queries: Tensor, keys: list[Tensor] | None, query_pe: Tensor
     ) -> Tensor:
         """Self-attention, token-to-image attention and MLP of one two-way block."""
         if layer.skip_first_layer_pe:
@@ -168,19 +206,19 @@ class GridMaskDecoder:
         return layer.norm3(queries + layer.mlp(queries))
 
     def _token_to_image(
-        self, attn: nn.Module, q: Tensor, keys: Tensor | None, first: bool = False
+        self, attn: nn.Module, q: Tensor, keys: list[Tensor] | None, first: bool = False
     ) -> Tensor:
         """Tokens (B, T, C) attend to the image tokens; the image side runs in steps."""
         q = attn.q_proj(q)
         heads = torch.empty_like(q)
-        for sl in prompt_slices(q.shape[0], self.step):
+        for j, sl in enumerate(prompt_slices(q.shape[0], self.step)):
             n = sl.stop - sl.start
             if first:
                 k = self.first_t2i_k.expand(n, -1, -1)
                 v = self.first_t2i_v.expand(n, -1, -1)
             else:
-                k = attn.k_proj(keys[sl] + self.key_pe)
-                v = attn.v_proj(keys[sl])
+                k = attn.k_proj(keys[j] + self.key_pe_rows)
+                v = attn.v_proj(keys[j])
             heads[sl] = _attention_heads(attn.num_heads, q[sl], k, v)
         return attn.out_proj(heads)
 
@@ -188,23 +226,26 @@ class GridMaskDecoder:
         self,
         layer: nn.Module,
         queries: Tensor,
-        keys: Tensor | None,
+        keys: list[Tensor] | None,
         query_pe: Tensor,
-        out: Tensor,
-    ) -> None:
-        """Image-to-token attention and norm4 of one block, written into ``out`` (B, N, C)."""
+    ) -> list[Tensor]:
+        """Image-to-token attention and norm4 of one block: the new image tokens, in steps."""
         attn = layer.cross_attn_image_to_token
         k = attn.k_proj(queries + query_pe)
         v = attn.v_proj(queries)
-        for sl in prompt_slices(queries.shape[0], self.step):
+        out = []
+        for j, sl in enumerate(prompt_slices(queries.shape[0], self.step)):
             n = sl.stop - sl.start
             if keys is None:
                 base, q = self.keys, self.first_i2t_q.expand(n, -1, -1)
             else:
-                base = keys[sl]
-                q = attn.q_proj(base + self.key_pe)
+                base = keys[j]
+                q = attn.q_proj(base + self.key_pe_rows)
             attn_out = attn.out_proj(_attention_heads(attn.num_heads, q, k[sl], v[sl]))
-            out[sl] = layer.norm4(base + attn_out)
+            # attn_out first: the sum takes its contiguous layout (same values), so
+            # the layer norm reads it without a copy
+            out.append(layer.norm4(attn_out + base))
+        return out
 
     # ---------------------------------------------------------------- masks
     def masks(self, decoded: DecodedPrompts, index: Tensor) -> Tensor:
@@ -216,9 +257,9 @@ class GridMaskDecoder:
             idx = index[sl]
             if len(idx) == 1:  # a batch of one takes other kernels: pair it with itself
                 idx = idx.repeat(2)
-            image = decoded.image[idx]
+            image = decoded.image_tokens(idx)
             b = image.shape[0]
-            upscaled = dec.output_upscaling(image.transpose(1, 2).view(b, c, h, w))
+            upscaled = _upscale(dec.output_upscaling, image.transpose(1, 2).view(b, c, h, w))
             _, c2, uh, uw = upscaled.shape
             logits = decoded.hyper_in[idx] @ upscaled.view(b, c2, uh * uw)
             chunks.append(logits.view(b, -1, uh, uw)[: sl.stop - sl.start])
