@@ -30,6 +30,7 @@ def test_model_card_snippet(vitb_files, monkeypatch):
         num_classes=13,
         sam_weights_path="./sam_weights",  # omit to auto-download from Meta's servers
     )
+    model.set_amg(points_per_side=4)  # test speed only: 16 prompts per embedding, not 1024
     outputs = model(batched_input)  # list of dicts, one per image
     sem_preds = outputs[0]["sem_preds"]  # (num_classes, H, W) logits
     instance_masks = outputs[0]["instance_masks"]
@@ -37,6 +38,15 @@ def test_model_card_snippet(vitb_files, monkeypatch):
     assert not model.training
     assert sem_preds.shape == (13, 64, 128) and torch.isfinite(sem_preds).all()
     assert isinstance(instance_masks, list)
+    for mask in instance_masks:
+        assert mask["segmentation"].shape == (64, 128) and mask["segmentation"].dtype == torch.bool
+
+    from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
+
+    if instance_masks:
+        sem_preds = refine_semantic_with_instances(sem_preds, instance_masks)
+    seg_map = sem_preds.argmax(dim=0)
+    assert seg_map.shape == (64, 128)
     assert (
         model.config.channel_attention.efficient_attention
     )  # read off the checkpoint, not the JSON
@@ -48,7 +58,7 @@ def test_model_card_snippet(vitb_files, monkeypatch):
     inferred = PanoSAMic.from_pretrained_panosamic(
         "dfki-av/PanoSAMic", subfolder=VARIANT, sam_weights_path="./sam_weights"
     )
-    assert inferred.config == model.config
+    assert inferred.set_amg(points_per_side=4).config == model.config
     for (name, a), b in zip(
         model.state_dict().items(), inferred.state_dict().values(), strict=True
     ):

@@ -25,6 +25,7 @@ outputs therefore equal ``MaskDecoder.forward`` bit for bit, which
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,20 +40,25 @@ class DecodedPrompts:
     """The transformer's output for a batch of B prompts.
 
     ``image``: the (B, N, C) image tokens (N = h * w) as consecutive chunks
-    of ``step`` prompts; ``hyper_in``: (B, num_mask_tokens, C / 8) hypernetwork outputs of the mask
+    of prompts; ``hyper_in``: (B, num_mask_tokens, C / 8) hypernetwork outputs of the mask
     tokens; ``iou``: (B, num_mask_tokens) predicted IoUs of every mask token
     (multimask slicing is the caller's).
     """
 
     image: list[Tensor]
-    step: int
     hyper_in: Tensor
     iou: Tensor
 
     def image_tokens(self, index: Tensor) -> Tensor:
         """(len(index), N, C) image tokens of the prompts ``index``."""
-        rows = index.tolist()
-        return torch.stack([self.image[i // self.step][i % self.step] for i in rows])
+        starts = [0]
+        for chunk in self.image:
+            starts.append(starts[-1] + chunk.shape[0])
+        rows = []
+        for i in index.tolist():
+            j = bisect_right(starts, i) - 1
+            rows.append(self.image[j][i - starts[j]])
+        return torch.stack(rows)
 
 
 def _separate_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -125,6 +131,19 @@ def prompt_slices(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def step_slices(n: int, size: int) -> list[slice]:
+    """Slices of about ``size`` prompts for the image-side steps, none of a single prompt.
+
+    A single prompt takes other kernels in a few places (its batch dimension
+    of one changes how tensors are folded), so it would not match the batch
+    SAM runs it in; a lone last prompt joins the previous step instead.
+    """
+    slices = list(prompt_slices(n, max(2, size)))
+    if len(slices) > 1 and slices[-1].stop - slices[-1].start == 1:
+        slices[-2:] = [slice(slices[-2].start, n)]
+    return slices
+
+
 class GridMaskDecoder:
     """SAM's mask decoder applied to batches of point prompts on one image embedding.
 
@@ -187,7 +206,7 @@ class GridMaskDecoder:
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
             dim=1,
         )
-        return DecodedPrompts(keys, self.step, hyper_in, iou)
+        return DecodedPrompts(keys, hyper_in, iou)
 
     def _token_block(
         self, layer: nn.Module, queries: Tensor, keys: list[Tensor] | None, query_pe: Tensor
@@ -211,7 +230,7 @@ class GridMaskDecoder:
         """Tokens (B, T, C) attend to the image tokens; the image side runs in steps."""
         q = attn.q_proj(q)
         heads = torch.empty_like(q)
-        for j, sl in enumerate(prompt_slices(q.shape[0], self.step)):
+        for j, sl in enumerate(step_slices(q.shape[0], self.step)):
             n = sl.stop - sl.start
             if first:
                 k = self.first_t2i_k.expand(n, -1, -1)
@@ -234,7 +253,7 @@ class GridMaskDecoder:
         k = attn.k_proj(queries + query_pe)
         v = attn.v_proj(queries)
         out = []
-        for j, sl in enumerate(prompt_slices(queries.shape[0], self.step)):
+        for j, sl in enumerate(step_slices(queries.shape[0], self.step)):
             n = sl.stop - sl.start
             if keys is None:
                 base, q = self.keys, self.first_i2t_q.expand(n, -1, -1)
@@ -253,9 +272,11 @@ class GridMaskDecoder:
         dec = self.decoder
         c, h, w = self.shape
         chunks = []
-        for sl in prompt_slices(len(index), self.step):
+        for sl in step_slices(len(index), self.step):
             idx = index[sl]
-            if len(idx) == 1:  # a batch of one takes other kernels: pair it with itself
+            if len(idx) == 1 and len(decoded.iou) > 1:
+                # SAM ran this prompt in a batch, and a batch of one takes other
+                # kernels: pair it with itself
                 idx = idx.repeat(2)
             image = decoded.image_tokens(idx)
             b = image.shape[0]

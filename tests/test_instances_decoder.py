@@ -1,0 +1,99 @@
+"""The staged mask decoder and the crop-first upsampling equal SAM's bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from panosamic.model.amg import (
+    encode_points,
+    point_grid,
+    prompt_context,
+    upsample_to_image,
+    upsample_to_image_reference,
+)
+from panosamic.model.config import VIT_PRESETS, AMGConfig, PanoSAMicConfig, model_config_from_dict
+from panosamic.model.panosamic import build_prompt_modules
+from panosamic.model.prompt_decoding import GridMaskDecoder
+from tests.conftest import golden_model_json
+
+
+def _prompt_modules(vit_b: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    if vit_b:
+        config = PanoSAMicConfig(encoder=VIT_PRESETS["vit_b"], vit_model="vit_b")
+    else:
+        config = model_config_from_dict(golden_model_json("tiny-instances"), vit_model=None)
+    prompt_encoder, mask_decoder = build_prompt_modules(config)
+    with torch.no_grad():  # confident, sharp masks: large logits and IoUs
+        for p in mask_decoder.parameters():
+            p.mul_(3.0)
+    return config, prompt_encoder.eval(), mask_decoder.eval()
+
+
+@pytest.mark.parametrize("vit_b", [False, True], ids=["tiny", "vit_b"])
+def test_grid_decoder_equals_sam_mask_decoder(vit_b):
+    config, prompt_encoder, mask_decoder = _prompt_modules(vit_b)
+    enc = config.encoder
+    n = 8 if vit_b else 64  # the reference decodes 64 prompts at a time; ViT-B kept short
+    points = point_grid(AMGConfig(points_per_side=8), enc.img_size, config.input_size)[:n]
+    # a channels-last embedding, as the encoder may return it
+    embedding = torch.randn(1, enc.out_chans, enc.grid_size, enc.grid_size)
+    embedding = embedding.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        sparse_ref, dense_ref = prompt_encoder(
+            points=(points[:, None, :], torch.ones(n, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        image_pe = prompt_encoder.get_dense_pe()
+        masks_ref, iou_ref = mask_decoder.predict_masks(embedding, image_pe, sparse_ref, dense_ref)
+
+        sparse = encode_points(prompt_encoder, points, 64)
+        assert torch.equal(sparse, sparse_ref)
+        pe, dense = prompt_context(prompt_encoder)
+        for step in (None, 1, 3):  # a lone prompt in the last step takes other kernels
+            decoder = GridMaskDecoder(mask_decoder, embedding, pe, dense, image_side_prompts=step)
+            decoded = decoder.run_transformer(sparse)
+            assert torch.equal(decoded.iou, iou_ref)
+            assert torch.equal(decoder.masks(decoded, torch.arange(n)), masks_ref)
+            for subset in ([0], [n - 1], [1, 4, 5], list(range(1, n, 2))):
+                index = torch.tensor(subset)
+                assert torch.equal(decoder.masks(decoded, index), masks_ref[index]), subset
+    assert masks_ref.abs().max() > 10  # sharp masks: the comparison covers large logits
+
+
+def test_grid_decoder_single_prompt_equals_sam():
+    """A batch of one prompt (a last partial batch) runs SAM's shapes too."""
+    config, prompt_encoder, mask_decoder = _prompt_modules(vit_b=False, seed=1)
+    enc = config.encoder
+    points = point_grid(AMGConfig(points_per_side=4), enc.img_size, config.input_size)[5:6]
+    embedding = torch.randn(1, enc.out_chans, enc.grid_size, enc.grid_size)
+    with torch.no_grad():
+        sparse, dense_ref = prompt_encoder(
+            points=(points[:, None, :], torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        masks_ref, iou_ref = mask_decoder.predict_masks(
+            embedding, prompt_encoder.get_dense_pe(), sparse, dense_ref
+        )
+        pe, dense = prompt_context(prompt_encoder)
+        decoder = GridMaskDecoder(mask_decoder, embedding, pe, dense)
+        decoded = decoder.run_transformer(sparse)
+        assert torch.equal(decoded.iou, iou_ref)
+        assert torch.equal(decoder.masks(decoded, torch.tensor([0])), masks_ref)
+
+
+@pytest.mark.parametrize(
+    ("canvas", "network", "out"),
+    [
+        (256, (128, 256), (128, 256)),
+        (256, (128, 256), (64, 128)),
+        (256, (128, 256), (256, 512)),
+        (1024, (512, 1024), (512, 1024)),
+    ],
+)
+def test_crop_first_upsampling_equals_canvas_upsampling(canvas, network, out):
+    generator = torch.Generator().manual_seed(0)
+    low = torch.randn(5, canvas // 4, canvas // 4, generator=generator) * 20
+    fast = upsample_to_image(low, canvas, network, out)
+    reference = upsample_to_image_reference(low, canvas, network, out)
+    assert fast.shape == (5, *out)
+    assert torch.equal(fast, reference)

@@ -1,0 +1,40 @@
+"""The fast instance path gives the reference order's masks on a decoder with many candidates."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.instance_models import neck_of, random_instance_model, random_panorama, same_masks
+
+pytestmark = pytest.mark.slow
+
+MANY = {"points_per_side": 16, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("height", "options", "min_nms"),
+    [
+        (64, {}, 10),  # input smaller than the network's 128 x 256
+        (
+            128,
+            {"min_mask_region_area": 40, "point_grid": "image", "modalities": ("image", "normals")},
+            2,
+        ),
+    ],
+    ids=["defaults", "options"],
+)
+def test_fast_path_equals_reference_order(height, options, min_nms):
+    model = random_instance_model(**MANY, **options)
+    batch = random_panorama(model, height)
+    neck = neck_of(model, batch)
+    size = [(height, 2 * height)]
+    counts: dict[str, int] = {}
+    (fast,) = model.instance_masks(neck, size, counts=counts)
+    model.set_amg(exact_reference_order=True)
+    (reference,) = model.instance_masks(neck, size)
+    assert same_masks(fast, reference)
+    # the filters had real work to do
+    assert counts["after_iou_filter"] < counts["candidates"]
+    assert 300 < counts["after_stability_filter"] < counts["after_iou_filter"]
+    assert min_nms <= counts["after_nms"] < counts["after_stability_filter"]
+    assert 1 <= len(fast) <= counts["after_nms"]
