@@ -178,7 +178,9 @@ class GridMaskDecoder:
         src = image_embedding.contiguous() + dense_embedding
         self.keys = src.flatten(2).permute(0, 2, 1)
         self.key_pe = image_pe.flatten(2).permute(0, 2, 1)
-        self.key_pe_rows = self.key_pe.contiguous()  # later blocks: same sums, faster reads
+        # row-major copies for the element-wise sums (same values, faster reads)
+        self.keys_rows = self.keys.contiguous()
+        self.key_pe_rows = self.key_pe.contiguous()
         first = self.transformer.layers[0]
         if not first.skip_first_layer_pe:
             raise ValueError("expected SAM's TwoWayTransformer (no PE in the first block)")
@@ -256,13 +258,11 @@ class GridMaskDecoder:
         for j, sl in enumerate(step_slices(queries.shape[0], self.step)):
             n = sl.stop - sl.start
             if keys is None:
-                base, q = self.keys, self.first_i2t_q.expand(n, -1, -1)
+                base, q = self.keys_rows, self.first_i2t_q.expand(n, -1, -1)
             else:
                 base = keys[j]
                 q = attn.q_proj(base + self.key_pe_rows)
             attn_out = attn.out_proj(_attention_heads(attn.num_heads, q, k[sl], v[sl]))
-            # attn_out first: the sum takes its contiguous layout (same values), so
-            # the layer norm reads it without a copy
             out.append(layer.norm4(attn_out + base))
         return out
 
