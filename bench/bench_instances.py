@@ -97,6 +97,10 @@ def make_confident(model: PanoSAMic, neck: torch.Tensor, seed: int) -> None:
 
 def amg_changes(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {"points_per_side": args.points_per_side, "point_grid": args.grid}
+    if args.amg_modalities:
+        changes["modalities"] = tuple(args.amg_modalities.split(","))
+    if args.min_region_area:
+        changes["min_mask_region_area"] = args.min_region_area
     if setting == "lowered":
         changes |= {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.2}
     return changes
@@ -233,6 +237,8 @@ def main() -> None:
     parser.add_argument("--reference", choices=("none", "embedding", "full"), default="none")
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--grid", choices=("canvas", "image"), default="canvas")
+    parser.add_argument("--amg-modalities", default="", help="e.g. 'image' (default: all)")
+    parser.add_argument("--min-region-area", type=int, default=0)
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
