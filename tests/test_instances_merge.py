@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from panosamic.model.amg import MaskSet
+from panosamic.model.amg import MaskSet, count_pixels
 from panosamic.model.config import AMGConfig
 from panosamic.model.instances_reference import (
     fuse_dual_view_reference,
@@ -51,6 +51,7 @@ def test_pairwise_iou_matches_pixel_counts():
     b = random_masks(5, 1).masks
     inter = pairwise_intersections(a, b)
     iou = pairwise_iou(a, b)
+    assert torch.equal(count_pixels(a), a.flatten(1).sum(1))
     for i in range(len(a)):
         for j in range(len(b)):
             assert inter[i, j] == int((a[i] & b[j]).sum())
@@ -121,7 +122,8 @@ def test_dual_view_fusion_matches_reference_loops():
     for seed in range(4):
         a = random_masks(12, seed)
         b = random_masks(12, seed + 10)
-        b.masks = torch.roll(b.masks | a.masks.roll(1, 0), W // 2, dims=-1)  # overlapping A
+        overlapping = torch.roll(b.masks | a.masks.roll(1, 0), W // 2, dims=-1)
+        b = MaskSet(overlapping, b.iou, b.stability)
         for amg in (AMGConfig(), AMGConfig(dual_view_quality_margin=0.2)):
             fused = fuse_dual_view(a, b, amg)
             reference = fuse_dual_view_reference(a.to_dicts(), b.to_dicts(), amg)

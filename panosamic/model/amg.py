@@ -33,6 +33,7 @@ from .inputs import resize_to
 from .prompt_decoding import GridMaskDecoder, prompt_slices
 
 UPSAMPLE_MASKS = 16  # masks upsampled together (16 x 512 x 1024 floats = 32 MiB)
+PIXEL_CHUNK = 1 << 16  # pixels per counting matrix product
 
 
 Stage = Callable[[str], AbstractContextManager[Any]]
@@ -54,16 +55,46 @@ class Probe:
         self.counts[name] = self.counts.get(name, 0) + int(n)
 
 
+def count_common(a: Tensor, b: Tensor) -> Tensor:
+    """(Ka, P), (Kb, P) bool -> (Ka, Kb) int64 counts of pixels set in both (P < 2^24).
+
+    An int8 matrix product (exact int32 sums) where PyTorch has one on the
+    CPU: about three times faster than float32, thirty times faster than
+    summing booleans; float32 elsewhere (exact too: sums of 0/1 below 2^24).
+    """
+    if a.device.type == "cpu" and hasattr(torch, "_int_mm"):
+        try:
+            return torch._int_mm(a.view(torch.int8), b.view(torch.int8).T).long()
+        except RuntimeError:  # an unsupported shape or build: the float route below
+            pass
+    return (a.float() @ b.float().T).round().long()
+
+
+def count_pixels(masks: Tensor) -> Tensor:
+    """(K, ...) bool masks -> (K,) int64 pixel counts."""
+    flat = masks.flatten(1)
+    out = torch.zeros(flat.shape[0], dtype=torch.int64, device=flat.device)
+    if flat.shape[0] == 0:
+        return out
+    ones = torch.ones(1, min(PIXEL_CHUNK, flat.shape[1]), dtype=torch.bool, device=flat.device)
+    for start in range(0, flat.shape[1], PIXEL_CHUNK):
+        part = flat[:, start : start + PIXEL_CHUNK]
+        out += count_common(part, ones[:, : part.shape[1]])[:, 0]
+    return out
+
+
 @dataclass
 class MaskSet:
     """Binary masks with their scores.
 
     ``masks``: (K, H, W) bool; ``iou`` and ``stability``: (K,) float32.
+    The pixel counts are computed once, on first use.
     """
 
     masks: Tensor
     iou: Tensor
     stability: Tensor
+    _areas: Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.masks.shape[0]
@@ -71,11 +102,14 @@ class MaskSet:
     @property
     def areas(self) -> Tensor:
         """(K,) int64 pixel counts."""
-        return self.masks.flatten(1).sum(1)
+        if self._areas is None:
+            self._areas = count_pixels(self.masks)
+        return self._areas
 
     def select(self, index: Tensor | list[int]) -> MaskSet:
         index = torch.as_tensor(index, dtype=torch.long, device=self.masks.device)
-        return MaskSet(self.masks[index], self.iou[index], self.stability[index])
+        areas = None if self._areas is None else self._areas[index]
+        return MaskSet(self.masks[index], self.iou[index], self.stability[index], areas)
 
     @staticmethod
     def empty(size: tuple[int, int], device: torch.device | str = "cpu") -> MaskSet:
@@ -234,7 +268,8 @@ def finish_masks(candidates: MaskSet, amg: AMGConfig, probe: Probe | None = None
         kept = candidates.select(box_nms(candidates.masks, candidates.iou, amg))
     if amg.min_mask_region_area > 0:
         with probe.stage("small_regions"):
-            kept.masks = remove_small_regions(kept.masks, amg.min_mask_region_area)
+            masks = remove_small_regions(kept.masks, amg.min_mask_region_area)
+            kept = MaskSet(masks, kept.iou, kept.stability)
     return kept.select(torch.nonzero(kept.areas > 0).flatten())
 
 

@@ -1,9 +1,8 @@
 """Merging instance masks across modalities and across the two views (reference 6.3, 6.4).
 
 Both merges only need pixel IoUs between masks. They come from one matrix
-product of the flattened masks (exact: float32 sums of 0/1 products stay
-exact below 2^24 pixels per chunk), so the greedy decisions loop over
-numbers, not over pixels.
+product of the flattened masks (exact integer counts), so the greedy
+decisions loop over numbers, not over pixels.
 """
 
 from __future__ import annotations
@@ -11,10 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .amg import MaskSet
+from .amg import PIXEL_CHUNK, MaskSet, count_common, count_pixels
 from .config import AMGConfig
-
-PIXEL_CHUNK = 1 << 16  # pixels per matrix-product chunk (K x 65536 floats)
 
 
 def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
@@ -26,15 +23,15 @@ def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
         return out
     for start in range(0, a.shape[1], PIXEL_CHUNK):
         sl = slice(start, start + PIXEL_CHUNK)
-        out += (a[:, sl].float() @ b[:, sl].float().T).round().long()
+        out += count_common(a[:, sl], b[:, sl])
     return out
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """(Ka, H, W), (Kb, H, W) bool -> (Ka, Kb) float64 pixel IoU (0 where the union is empty)."""
     inter = pairwise_intersections(a, b)
-    area_a = a.flatten(1).sum(1)
-    area_b = b.flatten(1).sum(1)
+    area_a = count_pixels(a)
+    area_b = count_pixels(b)
     union = area_a[:, None] + area_b[None, :] - inter
     iou = inter.double() / union.clamp(min=1).double()
     return torch.where(union > 0, iou, torch.zeros_like(iou))
@@ -71,7 +68,7 @@ def unroll_shifted_view(masks: MaskSet) -> MaskSet:
     """Roll the shifted view's masks back by floor(-W / 2) columns."""
     width = masks.masks.shape[-1]
     rolled = torch.roll(masks.masks, shifts=(-width) // 2, dims=-1)
-    return MaskSet(rolled, masks.iou, masks.stability)
+    return MaskSet(rolled, masks.iou, masks.stability, masks._areas)
 
 
 def fuse_dual_view(unshifted: MaskSet, shifted: MaskSet, amg: AMGConfig) -> MaskSet:
