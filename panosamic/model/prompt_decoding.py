@@ -9,17 +9,22 @@ prompts on one embedding this module computes the same numbers with less work:
 - in the first two-way block the image tokens are the same for every prompt,
   so their projections (token-to-image keys and values, image-to-token
   queries) are computed once per embedding;
-- the image-side steps run on a few prompts at a time (the tensors stay in
-  the CPU caches), the token-side steps on the whole batch;
+- the image-side steps run on a few prompts at a time (16 MiB tensors, which
+  the allocator recycles, instead of fresh 256 MiB ones), the token-side
+  steps on the whole batch;
+- the few layout-neutral steps are cheaper: the attention scale is folded
+  into the smaller operand when it is a power of two (exact), LayerNorm2d
+  centres once and normalises in place;
 - the predicted IoUs come from the transformer alone, so the expensive
   upscaling of the image tokens (two transposed convolutions) only runs for
   the prompts that have a candidate passing the IoU filter.
 
 Each matrix product gets the same operands, in the same memory layout, as in
 SAM's code (the layout picks the GEMM kernel, so it matters for the last
-bit); row-wise operations do not depend on how many rows run together. The
+bit); row-wise operations do not depend on how many rows run together,
+except for a batch of one prompt, which is avoided where SAM had more. The
 outputs therefore equal ``MaskDecoder.forward`` bit for bit, which
-``tests/test_instances_decoder.py`` checks.
+``tests/test_instances_decoder.py`` checks (tiny and ViT-B widths).
 """
 
 from __future__ import annotations
