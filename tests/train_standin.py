@@ -124,12 +124,34 @@ class StandinPanoramas(torch.utils.data.Dataset):
         return counts.sum() / counts
 
 
-def standin_builder(train_count: int = 8, eval_count: int = 4, height: int = 32):
+def standin_builder(train_count: int = 8, eval_count: int = 4, height: int = 128):
     """A ``build_dataset``-compatible factory over stand-in panoramas."""
 
     def build(name, root, *, fold=1, split="train", modalities=("image",), augment=None, **_):
         if split == "train":
-            return StandinPanoramas(train_count, seed=fold, augment=augment != (), height=height)
+            return StandinPanoramas(
+                train_count, seed=fold, augment=augment is not False, height=height
+            )
         return StandinPanoramas(eval_count, seed=100 + fold, augment=False, height=height)
 
     return build
+
+
+def install_standin(train_count: int = 8, eval_count: int = 4) -> None:
+    """Make ``panosamic.data`` serve stand-in datasets (for CLI runs in this process)."""
+    import panosamic.data as data
+
+    data.build_dataset = standin_builder(train_count, eval_count)
+    data.DATASET_CLASS_NAMES = {"stanford2d3ds": StandinPanoramas.class_names}
+
+
+if __name__ == "__main__":  # `python tests/train_standin.py train ...`: the CLI on stand-in data
+    import os
+    import sys
+
+    from panosamic.cli import main
+
+    install_standin(
+        int(os.environ.get("STANDIN_TRAIN", "8")), int(os.environ.get("STANDIN_EVAL", "4"))
+    )
+    sys.exit(main(sys.argv[1:]))

@@ -84,9 +84,18 @@ def register(subparsers: Any) -> None:
 
 # ---------------------------------------------------------------------- resolving
 def _is_run_dir(source: str) -> bool:
-    from ..train.trainer import RUN_CONFIG_NAME
+    """A `panosamic train` run (not an export, which also carries a run_config.json)."""
+    import json
 
-    return (Path(source).expanduser() / RUN_CONFIG_NAME).is_file()
+    from ..train.trainer import RUN_CONFIG_NAME, RUN_FORMAT
+
+    path = Path(source).expanduser() / RUN_CONFIG_NAME
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("format") == RUN_FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
 
 
 def resolve_folds(args: argparse.Namespace) -> list[int]:

@@ -270,7 +270,7 @@ class Trainer:
             "modalities": opts.modalities,
             "depth_inlier_ratio": opts.depth_inlier_ratio,
         }
-        train_kwargs = {} if opts.augment else {"augment": ()}
+        train_kwargs = {} if opts.augment else {"augment": False}
 
         def build() -> tuple[Dataset, Dataset | None]:
             train = builder(
