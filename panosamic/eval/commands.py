@@ -175,8 +175,8 @@ def _evaluate_fold(args: argparse.Namespace, ctx: Any, fold: int, source: str, s
     run = _run_settings(source)
     if run and run["fold"] != fold:
         raise ValueError(f"run {source} was trained on fold {run['fold']}, not fold {fold}")
-    dataset = _pick(args.dataset, run)
-    dataset_path = _pick(args.dataset_path, run)
+    dataset = _pick(args.dataset, run, "dataset")
+    dataset_path = _pick(args.dataset_path, run, "dataset_path")
     if dataset is None or dataset_path is None:
         raise ValueError(f"{source}: give --dataset and --dataset-path (it is not a training run)")
     model = load_panosamic(

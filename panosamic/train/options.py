@@ -54,6 +54,13 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", normalize_modalities(self.modalities))
+        # absolute paths, so that a resume from another directory finds them
+        for key in ("dataset_path", "sam_weights_path", "run_dir", "experiments_path"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, str(Path(value).expanduser().absolute()))
+        if Path(self.config).expanduser().is_file():
+            object.__setattr__(self, "config", str(Path(self.config).expanduser().absolute()))
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),

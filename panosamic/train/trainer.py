@@ -383,11 +383,12 @@ class Trainer:
     def _write_run_config(self) -> None:
         opts = self.opts
         contents = self.checkpoint_contents
-        sam_path = (
-            str((self.run_dir / RANDOM_SAM_NAME).resolve())
-            if opts.random_sam
-            else opts.sam_weights_path
-        )
+        if opts.random_sam:
+            sam_path: str | None = str((self.run_dir / RANDOM_SAM_NAME).resolve())
+        elif opts.sam_weights_path:
+            sam_path = str(Path(opts.sam_weights_path).expanduser().resolve())
+        else:
+            sam_path = None  # the cache
         data = {
             "format": RUN_FORMAT,
             "experiment_id": self.exp_id,
