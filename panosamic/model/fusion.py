@@ -188,7 +188,8 @@ class FusionBlock(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
         )
 
-    def forward(self, branch: Tensor) -> Tensor:
+    def forward(self, branch: Tensor, final_upsample: bool = True) -> Tensor:
+        """(N*views*M, E, G, G) -> (N*views, P, 4G, 4G), or (.., 2G, 2G) without the last upsampling."""
         x = self.norm(branch)
         n, e, g, _ = x.shape
         x = x.reshape(n // self.num_modalities, self.num_modalities * e, g, g)
@@ -199,7 +200,7 @@ class FusionBlock(nn.Module):
             if self.spatial_attention is not None:
                 a = self.spatial_attention(a)
             x = x + a
-        return self.neck(x)
+        return self.neck(x) if final_upsample else self.neck[:-1](x)
 
 
 class FeatureFuser(nn.Module):

@@ -2,10 +2,20 @@
 
 Parameter names follow the official ``segment_anything`` checkpoints
 (``image_encoder.blocks.0.attn.qkv.weight`` ...), so a SAM ``.pth`` loads as it is.
-Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
-with SAM's decomposed relative-position bias as the additive mask; global
-attention is split into query chunks so the N x N bias never has to exist
-whole.
+
+The arithmetic is the official encoder's; the order of work is arranged for
+speed and memory (all rewrites are exact up to float round-off):
+
+* attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
+  with SAM's decomposed relative-position bias as the additive mask, built
+  per (head, query-row chunk) small enough to stay in the CPU cache, so the
+  N x N bias never exists whole;
+* windowed blocks project q, k, v and the output only for the real tokens: the
+  zero tokens that pad the grid up to whole windows project to the bias
+  vector, which is filled in directly;
+* under ``torch.no_grad`` the blocks update the token map in place, a few
+  images at a time, and the MLP runs in token chunks, so neither the q/k/v
+  projections nor the 4x-wide hidden layer ever exist for the whole batch.
 """
 
 from __future__ import annotations
@@ -16,8 +26,10 @@ from torch import Tensor, nn
 
 from .config import EncoderConfig
 
-# Upper bound for one chunk of relative-position bias (elements), ~256 MB in float32.
-_BIAS_CHUNK_ELEMENTS = 64 * 1024 * 1024
+# Elements of relative-position bias per SDPA call: small enough for the L3 cache.
+_BIAS_CHUNK_ELEMENTS = 2 * 1024 * 1024
+# Tokens per chunk for q/k/v projection + attention and for the MLP (bounds peak memory).
+_TOKEN_CHUNK = 8192
 
 
 class LayerNorm2d(nn.Module):
@@ -56,6 +68,14 @@ class MLPBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.lin2(self.act(self.lin1(x)))
 
+    def add_to_(self, x: Tensor, normed: Tensor) -> None:
+        """x += mlp(normed), token chunk by token chunk (inference only)."""
+        flat_x, flat_n = x.view(-1, x.shape[-1]), normed.view(-1, normed.shape[-1])
+        for start in range(0, flat_x.shape[0], _TOKEN_CHUNK):
+            part = slice(start, start + _TOKEN_CHUNK)
+            hidden = F.linear(flat_n[part], self.lin1.weight, self.lin1.bias)
+            flat_x[part] += F.linear(F.gelu(hidden), self.lin2.weight, self.lin2.bias)
+
 
 def relative_position_table(size: int, rel_pos: Tensor) -> Tensor:
     """(size, size, d) table R[i, j] = rel_pos[i - j + size - 1]."""
@@ -66,6 +86,36 @@ def relative_position_table(size: int, rel_pos: Tensor) -> Tensor:
         )
     coords = torch.arange(size, device=rel_pos.device)
     return rel_pos[coords[:, None] - coords[None, :] + size - 1]
+
+
+def attention_with_rel_pos(
+    q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, hw: tuple[int, int]
+) -> Tensor:
+    """softmax(q k^T / sqrt(d) + B) v with SAM's decomposed bias B.
+
+    q, k, v: (n, N, d) with N = h * w tokens in row-major order; rel_h (h, h, d),
+    rel_w (w, w, d). B[(i, j), (k, l)] = q_ij . rel_h[i, k] + q_ij . rel_w[j, l].
+    The bias is built and consumed per slice of (n, query rows) that fits the cache.
+    """
+    n, tokens, d = q.shape
+    h, w = hw
+    out = torch.empty_like(q)
+    rows = max(1, min(h, _BIAS_CHUNK_ELEMENTS // (w * tokens)))
+    group = max(1, min(n, _BIAS_CHUNK_ELEMENTS // (rows * w * tokens)))
+    for g0 in range(0, n, group):
+        g = slice(g0, g0 + group)
+        kg, vg = k[g], v[g]
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            qc = q[g, r0 * w : r1 * w]
+            qr = qc.reshape(-1, r1 - r0, w, d)
+            bias_h = torch.einsum("bhwd,hkd->bhwk", qr, rel_h[r0:r1])
+            bias_w = torch.einsum("bhwd,wkd->bhwk", qr, rel_w)
+            bias = (bias_h[..., :, None] + bias_w[..., None, :]).reshape(
+                qc.shape[0], qc.shape[1], tokens
+            )
+            out[g, r0 * w : r1 * w] = F.scaled_dot_product_attention(qc, kg, vg, attn_mask=bias)
+    return out
 
 
 class Attention(nn.Module):
@@ -80,47 +130,45 @@ class Attention(nn.Module):
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * grid - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * grid - 1, head_dim))
 
+    def core(self, qkv: Tensor) -> Tensor:
+        """Attention of projected tokens: (b, h, w, 3*dim) -> (b, h, w, dim), before ``proj``."""
+        b, h, w, three_dim = qkv.shape
+        heads, d = self.num_heads, three_dim // (3 * self.num_heads)
+        parts = qkv.reshape(b, h * w, 3, heads, d).permute(2, 0, 3, 1, 4)  # (3, b, heads, N, d)
+        q, k, v = (p.reshape(b * heads, h * w, d) for p in parts.unbind(0))
+        rel_h = relative_position_table(h, self.rel_pos_h)
+        rel_w = relative_position_table(w, self.rel_pos_w)
+        out = attention_with_rel_pos(q, k, v, rel_h, rel_w, (h, w))
+        return out.view(b, heads, h, w, d).permute(0, 2, 3, 1, 4).reshape(b, h, w, heads * d)
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, dim) -> (B, H, W, dim)."""
-        b, h, w, dim = x.shape
-        heads = self.num_heads
-        qkv = self.qkv(x).reshape(b, h * w, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, heads, N, d)
-        rel_h = relative_position_table(h, self.rel_pos_h)  # (h, h, d)
-        rel_w = relative_position_table(w, self.rel_pos_w)  # (w, w, d)
-        out = torch.empty_like(q)
-        rows = max(1, min(h, _BIAS_CHUNK_ELEMENTS // max(1, b * heads * w * h * w)))
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            qc = q[:, :, r0 * w : r1 * w]
-            qr = qc.reshape(b, heads, r1 - r0, w, -1)
-            bias_h = torch.einsum("bnhwd,hkd->bnhwk", qr, rel_h[r0:r1])
-            bias_w = torch.einsum("bnhwd,wkd->bnhwk", qr, rel_w)
-            bias = (bias_h[..., :, None] + bias_w[..., None, :]).reshape(
-                b, heads, (r1 - r0) * w, h * w
-            )
-            out[:, :, r0 * w : r1 * w] = F.scaled_dot_product_attention(qc, k, v, attn_mask=bias)
-        out = out.transpose(1, 2).reshape(b, h, w, dim)
-        return self.proj(out)
+        return self.proj(self.core(self.qkv(x)))
 
 
-def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
-    """(B, H, W, C) -> (B * nW, window, window, C), zero-padding H and W up to the window."""
+def window_partition(x: Tensor, window: int, pad_value: Tensor | None = None) -> Tensor:
+    """(B, H, W, C) -> (B * nW, window, window, C), padding H and W up to whole windows.
+
+    The padding is zero, or the vector ``pad_value`` (C,) when given.
+    """
     b, h, w, c = x.shape
-    pad_h, pad_w = (-h) % window, (-w) % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    hp, wp = h + pad_h, w + pad_w
+    hp, wp = h + (-h) % window, w + (-w) % window
+    if (hp, wp) != (h, w):
+        padded = (
+            x.new_zeros(b, hp, wp, c)
+            if pad_value is None
+            else pad_value.expand(b, hp, wp, c).clone()
+        )
+        padded[:, :h, :w] = x
+        x = padded
     x = x.view(b, hp // window, window, wp // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
 
 
-def window_unpartition(
-    x: Tensor, window: int, padded: tuple[int, int], hw: tuple[int, int]
-) -> Tensor:
+def window_unpartition(x: Tensor, window: int, hw: tuple[int, int]) -> Tensor:
     """Inverse of :func:`window_partition`, dropping the padding."""
-    hp, wp = padded
     h, w = hw
+    hp, wp = h + (-h) % window, w + (-w) % window
     b = x.shape[0] // ((hp // window) * (wp // window))
     x = x.view(b, hp // window, wp // window, window, window, -1)
     x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
@@ -138,17 +186,31 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = x
-        x = self.norm1(x)
+    def attention(self, normed: Tensor) -> Tensor:
+        """Attention output of the normed tokens, (B, H, W, dim), projections on real tokens only."""
+        attn = self.attn
+        qkv = attn.qkv(normed)
         if self.window > 0:
-            hw = (x.shape[1], x.shape[2])
-            x, padded = window_partition(x, self.window)
-            x = window_unpartition(self.attn(x), self.window, padded, hw)
+            hw = (normed.shape[1], normed.shape[2])
+            # A padding token is zero after norm1, so its projection is the bias.
+            windows = window_partition(qkv, self.window, pad_value=attn.qkv.bias)
+            out = window_unpartition(attn.core(windows), self.window, hw)
         else:
-            x = self.attn(x)
-        x = shortcut + x
+            out = attn.core(qkv)
+        return attn.proj(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attention(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def forward_(self, x: Tensor) -> Tensor:
+        """In-place forward for inference: updates and returns ``x``, a few images at a time."""
+        group = max(1, _TOKEN_CHUNK // (x.shape[1] * x.shape[2]))
+        for start in range(0, x.shape[0], group):
+            part = x[start : start + group]
+            part += self.attention(self.norm1(part))
+            self.mlp.add_to_(part, self.norm2(part))
+        return x
 
 
 class ImageEncoderViT(nn.Module):
@@ -184,11 +246,15 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: Tensor, with_neck: bool = True) -> tuple[Tensor | None, list[Tensor]]:
         """(N, 3, S, S) -> (neck (N, P, G, G) or None, [branch (N, E, G, G)] * B)."""
-        x = self.patch_embed(x) + self.pos_embed
+        x = (self.patch_embed(x) + self.pos_embed).contiguous()
+        in_place = not torch.is_grad_enabled()
         branches = []
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block.forward_(x) if in_place else block(x)
             if i in self.config.global_attn_indexes:
-                branches.append(x.permute(0, 3, 1, 2))
+                # NHWC -> NCHW copy: the in-place blocks that follow must not alter it
+                branches.append(
+                    x.permute(0, 3, 1, 2).contiguous() if in_place else x.permute(0, 3, 1, 2)
+                )
         neck = self.neck(x.permute(0, 3, 1, 2)) if with_neck else None
         return neck, branches

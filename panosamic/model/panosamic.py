@@ -122,7 +122,7 @@ class PanoSAMic(nn.Module):
         semantic_only = self.semantic_only if semantic_only is None else semantic_only
         if not semantic_only and self.semantic_only:
             raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
-        features = self.forward_features(batched_input, keep_neck=not semantic_only)
+        features = self.forward_features(batched_input, keep_neck=not semantic_only, keep_all=False)
         logits = self.postprocess(features["decoder_out"])
         outputs = []
         for i, (h, w) in enumerate(sizes):
@@ -132,13 +132,18 @@ class PanoSAMic(nn.Module):
         return outputs
 
     def forward_features(
-        self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool = False
+        self,
+        batched_input: Sequence[Mapping[str, Tensor]],
+        keep_neck: bool = False,
+        keep_all: bool = True,
     ) -> dict[str, Any]:
-        """Run the network at its own resolution and return every stage.
+        """Run the network at its own resolution.
 
-        Keys: ``branches`` (B x (N*views*M, E, G, G)), ``encoder_neck``
-        ((N*views*M, P, G, G) or None), ``fused_before_pe`` ((N*views, B*P, 4G, 4G)),
+        Keys: ``encoder_neck`` ((N*views*M, P, G, G), or None unless ``keep_neck``),
         ``decoder_head`` ((N*views, K, 4G, 4G)), ``decoder_out`` ((N, K, 4G, 4G)).
+        With ``keep_all`` also ``branches`` (B x (N*views*M, E, G, G)) and
+        ``fused_before_pe`` ((N*views, B*P, 4G, 4G)); without it the fusion and the
+        decoder take a leaner, equivalent route that never builds the fused map.
         """
         cfg = self.config
         x = encoder_batch(
@@ -153,18 +158,26 @@ class PanoSAMic(nn.Module):
         need_neck = keep_neck or bool(cfg.basic_fusion)
         with torch.no_grad():
             neck, branches = self.image_encoder(x, with_neck=need_neck)
-        out: dict[str, Any] = {"branches": branches, "encoder_neck": neck}
+        del x
+        out: dict[str, Any] = {"encoder_neck": neck}
         if cfg.basic_fusion:
             m = len(cfg.modalities)
             stacked = neck.reshape(neck.shape[0] // m, m * neck.shape[1], *neck.shape[2:])
             out["decoder_head"] = out["decoder_out"] = self.semantic_decoder(stacked)
             return out
-        fused = self.feature_fuser(branches)
-        out["fused_before_pe"] = fused
-        if cfg.dual_view_fusion:
-            fused = add_view_positional_encoding(fused)
         decoder = self.semantic_decoder
-        head = decoder.decoder_head(fused)
+        if keep_all:
+            out["branches"] = branches
+            fused = self.feature_fuser(branches)
+            out["fused_before_pe"] = fused
+            if cfg.dual_view_fusion:
+                fused = add_view_positional_encoding(fused)
+            head = decoder.decoder_head(fused)
+        else:
+            maps = []
+            for block in self.feature_fuser.fusion_blocks:
+                maps.append(block(branches.pop(0), final_upsample=False))
+            head = decoder.head_from_blocks(maps, positional=cfg.dual_view_fusion)
         out["decoder_head"] = head
         out["decoder_out"] = (
             head if decoder.decoder_attention is None else decoder.blend_views(head)

@@ -91,6 +91,35 @@ class SemanticDecoder(nn.Module):
         logits = self.decoder_head(fused)
         return logits if self.decoder_attention is None else self.blend_views(logits)
 
+    def head_from_blocks(self, block_maps: list[Tensor], positional: bool) -> Tensor:
+        """Decoder-head logits straight from the fusion blocks' outputs before their last upsampling.
+
+        ``block_maps`` are B maps (N*views, P, 2G, 2G). Equal (up to round-off) to
+        ``decoder_head(cat(up2(maps)) + pe)``: the 1x1 conv is split per block and
+        applied before the (linear) bilinear upsampling, and the positional
+        encoding, constant over rows, goes through the conv as one row. The
+        concatenated (N*views, B*P, 4G, 4G) map is never built.
+        """
+        conv, norm, act, classify = self.decoder_head
+        weights = conv.weight.split(block_maps[0].shape[1], dim=1)
+        mixed = None
+        for weight, block in zip(weights, block_maps, strict=True):
+            term = F.conv2d(block, weight)
+            mixed = term if mixed is None else mixed.add_(term)
+        mixed = F.interpolate(mixed, scale_factor=2, mode="bilinear", align_corners=False)
+        offset = conv.bias.view(1, -1, 1, 1)
+        if positional:
+            c, w = conv.weight.shape[1], mixed.shape[-1]
+            pe = horizontal_positional_encoding(c, w, mixed.device, mixed.dtype)
+            pe = torch.cat([pe, torch.roll(pe, w // 2, dims=-1)])  # (2, C, 1, W')
+            offset = F.conv2d(pe, conv.weight).unsqueeze(0) + offset.unsqueeze(
+                0
+            )  # (1, 2, P, 1, W')
+            mixed = (mixed.unflatten(0, (-1, 2)) + offset).flatten(0, 1)
+        else:
+            mixed = mixed + offset
+        return classify(act(norm(mixed)))
+
 
 class BaselineDecoder(nn.Module):
     """Ablation A: concatenated SAM neck outputs (N, M*P, G, G) -> (N, K, 4G, 4G)."""
