@@ -149,11 +149,13 @@ def test_scheduled_loss_accumulation_and_bf16_run(tmp_path: Path) -> None:
             amp="bf16",
             select_on="last",
             full_checkpoints=True,
+            channel_attention="fc",
             config_kwargs={"loss": loss, "dual_view": False},
         ),
         standin_builder(train_count=7, eval_count=2),
     )
     run_config = read_run_config(run)
+    assert run_config["model"]["channel_attention"]["efficient_attention"] is False  # the MLP
     plan = run_config["training"]["lr_plan"]
     assert plan["steps_per_epoch"] == 3  # 7 micro-batches in groups of 3 -> 3 steps
     assert plan["total_batch"] == 3 and plan["max_lr_eff"] == pytest.approx(5e-3 * 3 / 4)

@@ -139,14 +139,20 @@ def resolve_sources(
 
 
 def _run_settings(source: str) -> dict[str, Any]:
-    """Dataset settings and epoch of a training run (empty for other sources)."""
-    if not _is_run_dir(source):
-        return {}
+    """Dataset settings, SAM file and epoch of a training run, or of a checkpoint file in one.
+
+    Empty for every other source (Hub ids, Hub-layout directories, exports).
+    """
     import json
 
+    from ..train.checkpoint import LAST_NAME
     from ..train.trainer import HISTORY_NAME, read_run_config
 
-    run = read_run_config(Path(source))
+    path = Path(source).expanduser()
+    run_dir = path.parent if path.is_file() else path
+    if not _is_run_dir(str(run_dir)):
+        return {}
+    run = read_run_config(run_dir)
     settings = {
         "dataset": run["dataset"]["name"],
         "dataset_path": run["dataset"]["path"],
@@ -154,11 +160,12 @@ def _run_settings(source: str) -> dict[str, Any]:
         "depth_inlier_ratio": run["dataset"].get("depth_inlier_ratio"),
         "sam_weights_path": run["training"].get("sam_weights_path"),
     }
-    history = Path(source) / HISTORY_NAME
+    history = run_dir / HISTORY_NAME
     if history.is_file():
         records = json.loads(history.read_text())
         if records:
-            settings["epoch"] = records[-1].get("best_epoch")
+            last = path.is_file() and path.name == LAST_NAME
+            settings["epoch"] = records[-1]["epoch"] if last else records[-1].get("best_epoch")
     return settings
 
 

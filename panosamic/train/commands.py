@@ -19,7 +19,6 @@ def register(subparsers: Any) -> None:
             "torchrun --nproc-per-node N -m panosamic.cli train ... "
             "When resuming, options left out are taken from the run."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     data = p.add_argument_group("data and model")
     data.add_argument("--dataset", choices=DATASET_CHOICES, help="dataset name")
@@ -41,6 +40,13 @@ def register(subparsers: Any) -> None:
     )
     data.add_argument(
         "--modalities", help="comma-separated: image[,depth][,normals] [image,depth,normals]"
+    )
+    data.add_argument(
+        "--channel-attention",
+        choices=("config", "eca", "fc"),
+        help="channel attention: as the config says, ECA (the published checkpoints, the "
+        "paper's parameter counts) or the fully connected MLP (the reference's JSON configs) "
+        "[config]",
     )
     data.add_argument(
         "--depth-inlier-ratio",

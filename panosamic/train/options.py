@@ -17,6 +17,7 @@ from ..model.config import normalize_modalities
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 SELECT_ON: tuple[str, ...] = ("heldout", "last", "none")
 RESUME_FROM: tuple[str, ...] = ("last", "best")
+CHANNEL_ATTENTION: tuple[str, ...] = ("config", "eca", "fc")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TrainOptions:
     depth_inlier_ratio: float = 0.995
     random_sam: bool = False
     full_checkpoints: bool = False
+    channel_attention: str = "config"
     # runtime options (may change on resume)
     sam_weights_path: str | None = None
     experiments_path: str = "experiments"
@@ -71,6 +73,10 @@ class TrainOptions:
             (self.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {self.amp!r}"),
             (self.select_on in SELECT_ON, f"--select-on must be one of {SELECT_ON}"),
             (self.resume in (None, *RESUME_FROM), f"--resume must be one of {RESUME_FROM}"),
+            (
+                self.channel_attention in CHANNEL_ATTENTION,
+                f"--channel-attention must be one of {CHANNEL_ATTENTION}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

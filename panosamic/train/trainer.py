@@ -174,7 +174,7 @@ class Trainer:
         self.config_json = (
             self.saved_run["training"]["config_json"]
             if self.saved_run
-            else load_config_json(options.config)
+            else with_channel_attention(load_config_json(options.config), options.channel_attention)
         )
         self.train_set, self.eval_set = self._build_datasets(dataset_builder)
         self.class_names = tuple(self.train_set.class_names)
@@ -685,6 +685,20 @@ class Trainer:
             else f" (mIoU {100 * s.best_miou:.2f}%)"
         )
         print(f"done: {self.run_dir}; best epoch {s.best_epoch}{best}")
+
+
+def with_channel_attention(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The JSON config with its channel attention switched to ECA or the MLP ("config": as is).
+
+    The published checkpoints use ECA (``efficient_attention``); the reference's
+    JSON configs leave it off, which builds the larger fully connected variant.
+    """
+    if kind == "config":
+        return config
+    section = config.get("channel_attention")
+    if section is None:
+        raise ValueError(f"--channel-attention {kind}: the config has no channel attention")
+    return {**config, "channel_attention": {**section, "efficient_attention": kind == "eca"}}
 
 
 def load_trainable(model: PanoSAMic, state_dict: dict[str, Tensor]) -> None:
