@@ -162,6 +162,19 @@ def test_multi_fold_evaluation_reports_each_fold_and_both_averages(
     assert avg["pooled"]["miou"] == pytest.approx(float(np.mean(inter[valid] / union[valid])))
 
 
+def test_evaluate_the_last_checkpoint_of_a_run(
+    lean_run: Path, tmp_path: Path, standin_data
+) -> None:
+    out = tmp_path / "last.json"
+    assert (
+        main(["evaluate", str(lean_run / "model_last.pth"), "--output", str(out), "--workers", "0"])
+        == 0
+    )
+    fold = json.loads(out.read_text())["folds"]["1"]
+    history = json.loads((lean_run / "history.json").read_text())
+    assert fold["epoch"] == 2 and fold["miou"] == pytest.approx(history[-1]["miou"], abs=1e-12)
+
+
 def test_evaluate_argument_errors(lean_run: Path, capsys, standin_data) -> None:
     assert main(["evaluate", str(lean_run), "--folds", "1", "2"]) == 2
     assert "one model per fold" in capsys.readouterr().err

@@ -106,10 +106,9 @@ def resolve_folds(args: argparse.Namespace) -> list[int]:
         return list(args.folds)
     if args.fold is not None:
         return [args.fold]
-    if all(_is_run_dir(m) for m in args.model):
-        from ..train.trainer import read_run_config
-
-        return [int(read_run_config(Path(m))["dataset"]["fold"]) for m in args.model]
+    runs = [_run_settings(m) for m in args.model]
+    if all(runs):
+        return [r["fold"] for r in runs]
     return [1]
 
 

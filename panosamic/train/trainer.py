@@ -647,12 +647,12 @@ class Trainer:
             names.insert(0, ckpt_io.BEST_NAME)
         record["best_epoch"] = s.best_epoch
         self.history.append(record)
-        self._save(*names)
-        if self.ctx.is_main:
-            self._log_epoch(record, val)
+        if self.ctx.is_main:  # before the checkpoint: a resume truncates the history to it
             ckpt_io.atomic_write_text(
                 self.run_dir / HISTORY_NAME, json.dumps(json_safe(self.history), indent=2)
             )
+            self._log_epoch(record, val)
+        self._save(*names)
 
     def _log_epoch(self, record: dict[str, Any], val: dict[str, Any] | None) -> None:
         epoch = record["epoch"]
