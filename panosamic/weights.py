@@ -744,6 +744,7 @@ def load_panosamic(
     *,
     channel_attention: str | None = None,
     semantic_only: bool = False,
+    precision: str = "fp32",
     device: str | torch.device | None = None,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
@@ -764,6 +765,7 @@ def load_panosamic(
             checked against it when given.
         sam_weights_path: SAM file or directory; omitted: cache / download.
         semantic_only: skip SAM's prompt encoder and mask decoder (no instance masks).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast).
         device: where the model goes (default CPU).
         revision, cache_dir, token, local_files_only: passed to ``huggingface_hub``.
     """
@@ -794,7 +796,7 @@ def load_panosamic(
         variant=located.variant,
     )
     with torch.device("meta"):
-        model = PanoSAMic(config, semantic_only=semantic_only)
+        model = PanoSAMic(config, semantic_only=semantic_only, precision=precision)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     merged = _assemble_state(model, state, expected, source, sam_weights_path)
     model.load_state_dict(merged, strict=True, assign=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,14 @@ from .config import PanoSAMicConfig
 from .fusion import FeatureFuser
 from .image_encoder import ImageEncoderViT
 from .inputs import encoder_batch, resize_to, validate_batch
+from .profiling import StageTimer
 from .semantic_decoder import BaselineDecoder, SemanticDecoder, add_view_positional_encoding
 
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 TRAINABLE_PREFIXES = ("feature_fuser.", "semantic_decoder.")
 
@@ -58,12 +65,19 @@ class PanoSAMic(nn.Module):
         config: the architecture.
         semantic_only: build no prompt encoder / mask decoder and never compute
             instance masks.
+        precision: ``"fp32"`` (default: the reference's numbers), or ``"bf16"`` /
+            ``"fp16"`` to run the network under autocast (logits come back in
+            float32). May be changed later through the ``precision`` attribute.
     """
 
-    def __init__(self, config: PanoSAMicConfig, semantic_only: bool = False) -> None:
+    def __init__(
+        self, config: PanoSAMicConfig, semantic_only: bool = False, precision: str = "fp32"
+    ) -> None:
         super().__init__()
         self.config = config
         self.semantic_only = semantic_only
+        self.precision = precision
+        self.stage_timer: StageTimer | None = None
         enc = config.encoder
         m = len(config.modalities)
         self.image_encoder = ImageEncoderViT(enc)
@@ -106,6 +120,29 @@ class PanoSAMic(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
 
     @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {value!r}")
+        self._precision = value
+
+    def autocast(self) -> AbstractContextManager:
+        """The autocast context of the chosen precision (a no-op for fp32)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def stage(self, name: str) -> AbstractContextManager:
+        """Time a stage when a :class:`StageTimer` is attached (``model.stage_timer``)."""
+        return (
+            nullcontext() if self.stage_timer is None else self.stage_timer.stage(name, self.device)
+        )
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -123,12 +160,13 @@ class PanoSAMic(nn.Module):
         if not semantic_only and self.semantic_only:
             raise ValueError("this model was built semantic_only=True: it has no SAM mask decoder")
         features = self.forward_features(batched_input, keep_neck=not semantic_only, keep_all=False)
-        logits = self.postprocess(features["decoder_out"])
-        outputs = []
-        for i, (h, w) in enumerate(sizes):
-            outputs.append(
-                {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": []}
-            )
+        with self.stage("postprocess"):
+            logits = self.postprocess(features["decoder_out"])
+            outputs = []
+            for i, (h, w) in enumerate(sizes):
+                outputs.append(
+                    {"sem_preds": resize_to(logits[i : i + 1], (h, w))[0], "instance_masks": []}
+                )
         return outputs
 
     def forward_features(
@@ -145,43 +183,60 @@ class PanoSAMic(nn.Module):
         ``fused_before_pe`` ((N*views, B*P, 4G, 4G)); without it the fusion and the
         decoder take a leaner, equivalent route that never builds the fused map.
         """
+        with self.autocast():
+            out = self._features(batched_input, keep_neck, keep_all)
+        for key in ("decoder_head", "decoder_out"):
+            out[key] = out[key].float()
+        return out
+
+    def _features(
+        self, batched_input: Sequence[Mapping[str, Tensor]], keep_neck: bool, keep_all: bool
+    ) -> dict[str, Any]:
         cfg = self.config
-        x = encoder_batch(
-            batched_input,
-            cfg.modalities,
-            cfg.num_views,
-            cfg.input_size,
-            cfg.encoder.img_size,
-            self.dtype,
-            self.device,
-        )
+        with self.stage("preprocess"):
+            x = encoder_batch(
+                batched_input,
+                cfg.modalities,
+                cfg.num_views,
+                cfg.input_size,
+                cfg.encoder.img_size,
+                self.dtype,
+                self.device,
+            )
         need_neck = keep_neck or bool(cfg.basic_fusion)
-        with torch.no_grad():
+        with torch.no_grad(), self.stage("encoder"):
             neck, branches = self.image_encoder(x, with_neck=need_neck)
         del x
         out: dict[str, Any] = {"encoder_neck": neck}
+        decoder = self.semantic_decoder
         if cfg.basic_fusion:
             m = len(cfg.modalities)
             stacked = neck.reshape(neck.shape[0] // m, m * neck.shape[1], *neck.shape[2:])
-            out["decoder_head"] = out["decoder_out"] = self.semantic_decoder(stacked)
+            with self.stage("decoder"):
+                out["decoder_head"] = out["decoder_out"] = decoder(stacked)
             return out
-        decoder = self.semantic_decoder
         if keep_all:
             out["branches"] = branches
-            fused = self.feature_fuser(branches)
+            with self.stage("fusion"):
+                fused = self.feature_fuser(branches)
             out["fused_before_pe"] = fused
-            if cfg.dual_view_fusion:
-                fused = add_view_positional_encoding(fused)
-            head = decoder.decoder_head(fused)
+            with self.stage("decoder"):
+                if cfg.dual_view_fusion:
+                    fused = add_view_positional_encoding(fused)
+                head = decoder.decoder_head(fused)
         else:
-            maps = []
-            for block in self.feature_fuser.fusion_blocks:
-                maps.append(block(branches.pop(0), final_upsample=False))
-            head = decoder.head_from_blocks(maps, positional=cfg.dual_view_fusion)
-        out["decoder_head"] = head
-        out["decoder_out"] = (
-            head if decoder.decoder_attention is None else decoder.blend_views(head)
-        )
+            with self.stage("fusion"):
+                maps = [
+                    block(branches.pop(0), final_upsample=False)
+                    for block in self.feature_fuser.fusion_blocks
+                ]
+            with self.stage("decoder"):
+                head = decoder.head_from_blocks(maps, positional=cfg.dual_view_fusion)
+        with self.stage("decoder"):
+            out["decoder_head"] = head
+            out["decoder_out"] = (
+                head if decoder.decoder_attention is None else decoder.blend_views(head)
+            )
         return out
 
     def postprocess(self, logits: Tensor) -> Tensor:

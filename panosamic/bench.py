@@ -1,0 +1,198 @@
+"""Speed and memory of a real-size PanoSAMic with random weights (``panosamic bench``)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .model.config import model_config_from_dict
+from .model.image_encoder import LayerNorm2d
+from .model.panosamic import PanoSAMic
+from .model.profiling import StageTimer
+from .weights import PUBLISHED_FUSION
+
+# The reference implementation on this project's 2-core CPU machines (MEASUREMENTS.md):
+# ViT-B, RGB-D-N, dual view, one 512 x 1024 panorama, float32.
+REFERENCE_CPU = {
+    "semantic": {"seconds": 68.0, "peak_rss_gb": 10.3},
+    "instances": {"seconds": 532.0, "peak_rss_gb": 10.2},
+}
+
+
+@dataclass
+class BenchConfig:
+    vit_model: str = "vit_b"
+    modalities: tuple[str, ...] = ("image", "depth", "normals")
+    dual_view: bool = True
+    channel_attention: str = "eca"
+    num_classes: int = 13
+    instances: bool = False
+    precision: str = "fp32"
+    device: str = "cpu"
+    repeats: int = 3
+    warmup: int = 1
+    height: int = 512
+    seed: int = 0
+
+
+@dataclass
+class BenchResult:
+    config: dict[str, Any]
+    seconds: list[float]
+    median_seconds: float
+    stages: dict[str, float]
+    peak_rss_gb: float
+    rss_after_build_gb: float
+    peak_cuda_gb: float | None = None
+    agreement_with_fp32: float | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+def random_model(cfg: BenchConfig) -> PanoSAMic:
+    """A real-size model with small random weights (no files needed), in eval mode."""
+    fusion = json.loads(json.dumps(PUBLISHED_FUSION))
+    fusion["channel_attention"]["efficient_attention"] = cfg.channel_attention == "eca"
+    fusion["dual_view_fusion"] = cfg.dual_view
+    config = model_config_from_dict(
+        fusion, vit_model=cfg.vit_model, modalities=cfg.modalities, num_classes=cfg.num_classes
+    )
+    with torch.device("meta"):
+        model = PanoSAMic(config, semantic_only=not cfg.instances, precision=cfg.precision)
+    model = model.to_empty(device=cfg.device)
+    generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    with torch.no_grad():
+        for module in model.modules():
+            norm = isinstance(module, (torch.nn.LayerNorm, LayerNorm2d))
+            for name, tensor in module.named_parameters(recurse=False):
+                if norm:
+                    tensor.fill_(1.0 if name == "weight" else 0.0)
+                elif name == "bias":
+                    tensor.zero_()
+                else:
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.02)
+            for tensor in module.buffers(recurse=False):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    return model.eval()
+
+
+def random_panorama(cfg: BenchConfig) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    h = cfg.height
+    return [{m: torch.rand(3, h, 2 * h, generator=generator) * 255 for m in cfg.modalities}]
+
+
+def _rss_gb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def run(cfg: BenchConfig, compare_fp32: bool = False, progress: bool = True) -> BenchResult:
+    """Warm-up, then ``repeats`` timed forwards of one panorama."""
+    model = random_model(cfg)
+    batch = random_panorama(cfg)
+    rss_after_build = _rss_gb()
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = StageTimer()
+    seconds = []
+    outputs = None
+    with torch.inference_mode():
+        for i in range(cfg.warmup + cfg.repeats):
+            timed = i >= cfg.warmup
+            model.stage_timer = timer if timed else None
+            start = time.perf_counter()
+            outputs = model(batch, semantic_only=not cfg.instances)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - start
+            if timed:
+                seconds.append(elapsed)
+            if progress:
+                print(f"  {'run' if timed else 'warm-up'} {i + 1}: {elapsed:.2f} s", flush=True)
+    stages = {name: sum(values) / cfg.repeats for name, values in timer.seconds.items()}
+    result = BenchResult(
+        config=asdict(cfg),
+        seconds=seconds,
+        median_seconds=statistics.median(seconds),
+        stages=stages,
+        peak_rss_gb=_peak_rss_gb(),
+        rss_after_build_gb=rss_after_build,
+        peak_cuda_gb=torch.cuda.max_memory_allocated(device) / 1e9
+        if device.type == "cuda"
+        else None,
+        environment=environment(),
+    )
+    if compare_fp32 and cfg.precision != "fp32":
+        result.agreement_with_fp32 = _agreement_with_fp32(model, batch, outputs)
+    del model
+    gc.collect()
+    return result
+
+
+def _agreement_with_fp32(model: PanoSAMic, batch, outputs) -> float:
+    low = outputs[0]["sem_preds"].argmax(0)
+    model.precision = "fp32"
+    with torch.inference_mode():
+        full = model(batch, semantic_only=True)[0]["sem_preds"].argmax(0)
+    return float((low == full).float().mean())
+
+
+def environment() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info
+
+
+def format_table(result: BenchResult) -> str:
+    cfg = result.config
+    lines = [
+        f"PanoSAMic {cfg['vit_model']} {'+'.join(cfg['modalities'])} "
+        f"{'dual' if cfg['dual_view'] else 'single'} view, {'with' if cfg['instances'] else 'no'} instances, "
+        f"{cfg['precision']}, {cfg['device']}, {cfg['height']}x{2 * cfg['height']}",
+        f"  median forward      {result.median_seconds:8.2f} s   (runs: {', '.join(f'{s:.2f}' for s in result.seconds)})",
+    ]
+    for name, secs in result.stages.items():
+        lines.append(f"    {name:18s}{secs:8.2f} s")
+    lines.append(
+        f"  peak RSS            {result.peak_rss_gb:8.2f} GB  (after building: {result.rss_after_build_gb:.2f} GB)"
+    )
+    if result.peak_cuda_gb is not None:
+        lines.append(f"  peak CUDA memory    {result.peak_cuda_gb:8.2f} GB")
+    if result.agreement_with_fp32 is not None:
+        lines.append(f"  argmax agreement with fp32: {100 * result.agreement_with_fp32:.2f} %")
+    ref = REFERENCE_CPU["instances" if cfg["instances"] else "semantic"]
+    reference_config = (
+        cfg["vit_model"] == "vit_b"
+        and len(cfg["modalities"]) == 3
+        and cfg["dual_view"]
+        and cfg["device"] == "cpu"
+    )
+    if reference_config:
+        lines.append(
+            f"  reference (2-core CPU, same config): {ref['seconds']:.0f} s, {ref['peak_rss_gb']} GB  ->  "
+            f"{ref['seconds'] / result.median_seconds:.2f}x faster, "
+            f"{result.peak_rss_gb / ref['peak_rss_gb']:.2f} of its memory"
+        )
+    return "\n".join(lines)

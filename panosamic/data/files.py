@@ -1,0 +1,136 @@
+"""Reading and atomically writing the image and JSON files of raw and prepared datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def _temp_path(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """JSON-encode ``obj`` and write it atomically."""
+    atomic_write_bytes(path, json.dumps(obj).encode())
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it to rebuild it") from err
+
+
+def save_image(image: Image.Image, path: str | Path, **params: Any) -> None:
+    """Save a Pillow image atomically; the format follows the file extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()], **params)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_webp_lossless(image: Image.Image, path: str | Path) -> None:
+    save_image(image, path, lossless=True)
+
+
+def save_png16(array: np.ndarray, path: str | Path) -> None:
+    """A (H, W) uint16 array as a 16-bit grayscale PNG."""
+    save_image(Image.fromarray(np.ascontiguousarray(array, dtype=np.uint16)), path)
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open an image file with a clear error when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing file {path}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8."""
+    return np.asarray(open_image(path).convert("RGB"))
+
+
+def depth_image_as_uint16(image: Image.Image, path: str | Path) -> Image.Image:
+    """A 16-bit depth image in mode ``I;16`` (Pillow opens some 16-bit PNGs as ``I``)."""
+    if image.mode == "I;16":
+        return image
+    if image.mode in ("I", "I;16B", "I;16L", "L"):
+        arr = np.asarray(image)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"{path}: depth values outside 0..65535")
+        return Image.fromarray(arr.astype(np.uint16))
+    raise ValueError(f"{path}: expected a 16-bit grayscale depth PNG, got Pillow mode {image.mode}")
+
+
+def read_depth16(path: str | Path) -> np.ndarray:
+    """(H, W) uint16 raw depth units."""
+    return np.asarray(depth_image_as_uint16(open_image(path), path)).astype(np.uint16)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """(H, W) bool from ``depth_mask.webp``: the last channel > 0."""
+    arr = np.asarray(open_image(path))
+    return (arr[..., -1] if arr.ndim == 3 else arr) > 0
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """(H, W) int64 label indices of an 8/16-bit grayscale or palette PNG."""
+    image = open_image(path)
+    if image.mode not in ("L", "P", "I", "I;16", "1"):
+        raise ValueError(
+            f"{path}: expected a grayscale or palette label image holding class indices, "
+            f"got Pillow mode {image.mode}"
+        )
+    return np.asarray(image).astype(np.int64)
+
+
+def copy_tree_atomic(src: Path, dst: Path) -> None:
+    """Copy the files of ``src`` into ``dst`` (merging), each file atomically."""
+    for item in sorted(src.rglob("*")):
+        target = dst / item.relative_to(src)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_path(target)
+        try:
+            shutil.copyfile(item, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

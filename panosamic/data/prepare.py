@@ -1,0 +1,427 @@
+"""Preparation: a dataset's raw download layout -> the processed layout the loaders read.
+
+Output per sample, in ``OUT/<area or scene>/<sample>/`` (the reference's layout
+and encodings): ``rgb.webp`` (lossless), ``depth.png`` (16-bit, raw units),
+``depth_mask.webp`` (lossless, RGB 0/255), ``normals.webp`` (lossless; not for
+Matterport3D unless computed from depth), and the labels: ``instances.webp``
+(Stanford2D3DS, the raw semantic RGB) or ``semantics.png`` (unchanged). Plus
+``OUT/cache_samples_file_names.json``, ``OUT/cache_area_depth_statistics.json``
+and a copy of the raw ``assets/``.
+
+Every sample is written into a hidden temporary folder and renamed into place,
+so an interrupted run leaves only finished samples; a re-run skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .catalog import DatasetInfo, dataset_info
+from .files import (
+    atomic_write_json,
+    copy_tree_atomic,
+    depth_image_as_uint16,
+    open_image,
+    read_depth16,
+    read_json,
+    read_mask,
+    save_image,
+    save_webp_lossless,
+)
+from .labels import STANFORD_ASSET_FILES, check_stanford_assets
+from .parallel import parallel_map
+from .stats import depth_histogram, statistics_entry
+
+SAMPLES_CACHE = "cache_samples_file_names.json"
+AREA_STATISTICS_CACHE = "cache_area_depth_statistics.json"
+TARGET_HEIGHT = 512  # --scale auto: 512 x 1024, the paper's training size
+PARTIAL_MARK = ".partial-"
+
+
+@dataclass(frozen=True)
+class SampleTask:
+    """One sample to prepare (picklable, for the worker processes)."""
+
+    dataset: str
+    location: str
+    name: str
+    inputs: dict[str, str]  # role (rgb, depth, normals, semantics) -> raw file
+    out_dir: str
+    scale: float | None  # None: auto (height 512)
+    overwrite: bool
+    want_histogram: bool
+    normals_from_depth: bool
+
+
+@dataclass
+class PrepareSummary:
+    """What a preparation run did."""
+
+    written: int = 0
+    skipped: int = 0
+    broken_skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (sample, error)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def discover_samples(
+    name: str,
+    raw_root: Path,
+    out_root: Path | None = None,
+    broken: set[tuple[str, str]] = frozenset(),
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Scan a raw dataset: ``{area or scene: sorted sample names}`` and the broken ones skipped."""
+    if not raw_root.is_dir():
+        raise FileNotFoundError(f"raw dataset folder {raw_root} does not exist")
+    samples: dict[str, list[str]] = {}
+    skipped: list[str] = []
+    if name == "stanford2d3ds":
+        for area in (d for d in _subdirs(raw_root) if "area_" in d.name):
+            rgb_dir = area / "pano" / "rgb"
+            if not rgb_dir.is_dir():
+                raise FileNotFoundError(f"{rgb_dir} not found: Stanford2D3DS areas need pano/rgb/")
+            names = sorted(p.stem.rsplit("_", 1)[0] for p in rgb_dir.glob("*.png"))
+            if names:
+                samples[area.name] = names
+        expected = "area_*/pano/{rgb,depth,normal,semantic}/ and assets/"
+    elif name == "matterport3d":
+        out_resolved = out_root.resolve() if out_root is not None else None
+        for scene in _subdirs(raw_root):
+            if scene.name in ("assets", "processed") or scene.resolve() == out_resolved:
+                continue
+            names = sorted(p.stem for p in (scene / "rgb").glob("*.jpg"))
+            if names:
+                samples[scene.name] = names
+        expected = "<scene>/rgb/*.jpg, <scene>/depth/*.png, <scene>/semantic/*.png"
+    else:
+        for scene in (d for d in _subdirs(raw_root) if "scene_" in d.name):
+            rendering = scene / "2D_rendering"
+            rooms = _subdirs(rendering) if rendering.is_dir() else []
+            names = []
+            for room in rooms:
+                if not (room / "panorama" / "full").is_dir():
+                    continue
+                if (scene.name, room.name) in broken:
+                    skipped.append(f"{scene.name}/{room.name}")
+                else:
+                    names.append(room.name)
+            if names:
+                samples[scene.name] = names
+        expected = (
+            "scene_*/2D_rendering/<room>/panorama/full/{rgb_rawlight,depth,normal,semantic}.png"
+        )
+    if not samples and not skipped:
+        raise FileNotFoundError(f"no {name} samples found in {raw_root}; expected {expected}")
+    return samples, skipped
+
+
+def sample_inputs(name: str, raw_root: Path, location: str, sample: str) -> dict[str, Path]:
+    """The raw files of one sample, by role."""
+    if name == "stanford2d3ds":
+        pano = raw_root / location / "pano"
+        return {
+            "rgb": pano / "rgb" / f"{sample}_rgb.png",
+            "depth": pano / "depth" / f"{sample}_depth.png",
+            "normals": pano / "normal" / f"{sample}_normals.png",
+            "semantics": pano / "semantic" / f"{sample}_semantic.png",
+        }
+    if name == "matterport3d":
+        scene = raw_root / location
+        return {
+            "rgb": scene / "rgb" / f"{sample}.jpg",
+            "depth": scene / "depth" / f"{sample}.png",
+            "semantics": scene / "semantic" / f"{sample}.png",
+        }
+    full = raw_root / location / "2D_rendering" / sample / "panorama" / "full"
+    return {
+        "rgb": full / "rgb_rawlight.png",
+        "depth": full / "depth.png",
+        "normals": full / "normal.png",
+        "semantics": full / "semantic.png",
+    }
+
+
+def read_broken_rooms(path: Path) -> set[tuple[str, str]]:
+    """Structured3D's broken list -> {(scene, room)} of panoramas to skip.
+
+    Entries are paths; only those containing ``panorama/full`` count. A room is
+    matched exactly by its ``scene_XXXXX/2D_rendering/<room>`` components (the
+    reference's substring test also dropped room 1 when room 10 was broken).
+    """
+    entries = read_json(path)
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a JSON list of file paths")
+    rooms = set()
+    for entry in entries:
+        parts = Path(str(entry).replace("\\", "/")).parts
+        if "panorama/full" not in "/".join(parts) or "2D_rendering" not in parts:
+            continue
+        i = parts.index("2D_rendering")
+        if 0 < i < len(parts) - 1:
+            rooms.add((parts[i - 1], parts[i + 1]))
+    return rooms
+
+
+# ----------------------------------------------------------------------------- one sample
+
+
+def output_size(width: int, height: int, scale: float | None) -> tuple[int, int] | None:
+    """(W, H) after resizing, or None to keep the size. ``scale`` None: height 512 (no upscaling)."""
+    if scale is None:
+        if height <= TARGET_HEIGHT:
+            return None
+        return round(width * TARGET_HEIGHT / height), TARGET_HEIGHT
+    if scale >= 1.0:
+        return None
+    return int(width * scale), int(height * scale)
+
+
+def _load_inputs(task: SampleTask) -> dict[str, Image.Image]:
+    images: dict[str, Image.Image] = {}
+    for role, path in task.inputs.items():
+        image = open_image(path)
+        if role in ("rgb", "normals") or (role == "semantics" and task.dataset == "stanford2d3ds"):
+            image = image.convert("RGB")
+        elif role == "depth":
+            image = depth_image_as_uint16(image, path)
+        elif image.mode not in ("L", "P", "I", "I;16"):
+            raise ValueError(
+                f"{path}: expected a grayscale or palette PNG of class indices, got mode {image.mode}"
+            )
+        images[role] = image
+    sizes = {role: im.size for role, im in images.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"sample {task.location}/{task.name}: inputs differ in size {sizes}")
+    return images
+
+
+def _write_sample(task: SampleTask, folder: Path, info: DatasetInfo) -> np.ndarray:
+    """Convert one sample into ``folder``; returns its depth histogram."""
+    images = _load_inputs(task)
+    raw_depth = np.asarray(images["depth"])
+    mask = Image.fromarray(raw_depth != info.depth_invalid)  # full resolution, mode "1"
+    size = output_size(*images["rgb"].size, task.scale)
+    if size is not None:
+        for role, image in images.items():
+            smooth = role in ("rgb", "depth")
+            images[role] = image.resize(size, Image.LANCZOS if smooth else Image.NEAREST)
+        mask = mask.resize(size, Image.NEAREST)
+    save_webp_lossless(images["rgb"], folder / "rgb.webp")
+    save_image(images["depth"], folder / "depth.png")
+    save_webp_lossless(mask, folder / "depth_mask.webp")
+    if "normals" in images:
+        save_webp_lossless(images["normals"], folder / "normals.webp")
+    if task.dataset == "stanford2d3ds":
+        save_webp_lossless(images["semantics"], folder / "instances.webp")
+    else:
+        save_image(images["semantics"], folder / "semantics.png")
+    depth = np.asarray(images["depth"])
+    valid = np.asarray(mask, dtype=bool)
+    if task.normals_from_depth:
+        from .normals import normals_image_from_depth
+
+        normals = normals_image_from_depth(depth.astype(np.float64), valid)
+        save_webp_lossless(Image.fromarray(normals), folder / "normals.webp")
+    return depth_histogram(depth, valid, info)
+
+
+def prepare_sample(task: SampleTask) -> tuple[str, np.ndarray | None]:
+    """Prepare one sample unless it is already done: ("written" | "skipped", histogram or None)."""
+    info = dataset_info(task.dataset)
+    final = Path(task.out_dir) / task.location / task.name
+    if final.is_dir() and not task.overwrite:
+        if not task.want_histogram:
+            return "skipped", None
+        depth = read_depth16(final / "depth.png")
+        return "skipped", depth_histogram(depth, read_mask(final / "depth_mask.webp"), info)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{task.name}{PARTIAL_MARK}", dir=final.parent))
+    try:
+        histogram = _write_sample(task, tmp, info)
+        _move_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return "written", histogram
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename a finished sample folder to its final name (replacing an older one)."""
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL_MARK}old-", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def remove_stale_partials(out_root: Path, locations) -> int:
+    """Delete temporary sample folders left by an interrupted run."""
+    removed = 0
+    for location in locations:
+        folder = out_root / location
+        if folder.is_dir():
+            for stale in folder.glob(f".*{PARTIAL_MARK}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+# ----------------------------------------------------------------------------- whole dataset
+
+
+def _copy_assets(name: str, raw_root: Path, out_root: Path) -> None:
+    raw_assets, out_assets = raw_root / "assets", out_root / "assets"
+    if raw_assets.is_dir():
+        copy_tree_atomic(raw_assets, out_assets)
+    if name == "stanford2d3ds" and not all(
+        (out_assets / f).is_file() for f in STANFORD_ASSET_FILES
+    ):
+        check_stanford_assets(raw_assets)
+
+
+def _resolve_scale(scale: float | str | None) -> float | None:
+    if scale is None or scale == "auto":
+        return None
+    value = float(scale)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"--scale must be in (0, 1] or 'auto', got {scale!r} (no upscaling)")
+    return value
+
+
+def prepare_dataset(
+    name: str,
+    raw_root: str | Path,
+    out_root: str | Path,
+    *,
+    scale: float | str | None = "auto",
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    normals_from_depth: bool = False,
+    broken_files: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> PrepareSummary:
+    """Prepare a whole dataset (see the module docstring). Returns what was done.
+
+    ``scale``: "auto" resizes to height 512 (512 x 1024 for 2:1 panoramas, never
+    upscaling); a number in (0, 1] scales like the reference (sizes truncated).
+    ``workers``: processes (default: all CPU cores; 1 runs in this process).
+    ``broken_files``: Structured3D's list of broken files (default:
+    ``RAW/assets/broken_files.json`` when it exists).
+    Raises RuntimeError after the run when samples failed (the others are kept).
+    """
+    info = dataset_info(name)
+    raw_root, out_root = Path(raw_root), Path(out_root)
+    scale_value = _resolve_scale(scale)
+    if normals_from_depth and info.normals_required:
+        raise ValueError(
+            f"{name} comes with its own normals; to replace them run `panosamic normals --overwrite`"
+        )
+    if not raw_root.is_dir():
+        raise FileNotFoundError(f"raw dataset folder {raw_root} does not exist")
+    summary = PrepareSummary()
+    samples, fresh = _sample_list(name, raw_root, out_root, overwrite, broken_files, summary)
+    out_root.mkdir(parents=True, exist_ok=True)
+    _copy_assets(name, raw_root, out_root)
+    if fresh:
+        atomic_write_json(out_root / SAMPLES_CACHE, samples)
+    summary.samples = samples
+    remove_stale_partials(out_root, samples)
+    stats_path = out_root / AREA_STATISTICS_CACHE
+    want_histogram = overwrite or not stats_path.is_file()
+    tasks = [
+        SampleTask(
+            name,
+            location,
+            sample,
+            {k: str(v) for k, v in sample_inputs(name, raw_root, location, sample).items()},
+            str(out_root),
+            scale_value,
+            overwrite,
+            want_histogram,
+            normals_from_depth,
+        )
+        for location, names in samples.items()
+        for sample in names
+    ]
+    histograms = _run_tasks(tasks, workers, progress, summary, f"prepare {name}")
+    if summary.failed:
+        first_sample, first_error = summary.failed[0]
+        raise RuntimeError(
+            f"{len(summary.failed)} of {len(tasks)} samples failed (the others are done; fix and "
+            f"re-run to resume), first: {first_sample}: {first_error}"
+        )
+    if want_histogram:
+        statistics = {loc: statistics_entry(histograms[loc], info) for loc in sorted(histograms)}
+        atomic_write_json(stats_path, statistics)
+    log(
+        f"prepared {name}: {summary.written} written, {summary.skipped} already done"
+        + (f", {len(summary.broken_skipped)} broken skipped" if summary.broken_skipped else "")
+        + f" -> {out_root}"
+    )
+    return summary
+
+
+def _sample_list(
+    name: str,
+    raw_root: Path,
+    out_root: Path,
+    overwrite: bool,
+    broken_files,
+    summary: PrepareSummary,
+) -> tuple[dict[str, list[str]], bool]:
+    """The cached sample list, or a fresh scan of the raw data (True: to be cached)."""
+    cache = out_root / SAMPLES_CACHE
+    if cache.is_file() and not overwrite:
+        samples = read_json(cache)
+        if not isinstance(samples, dict):
+            raise ValueError(f"{cache}: expected an object area -> list of sample names")
+        return {str(k): [str(s) for s in v] for k, v in sorted(samples.items())}, False
+    broken: set[tuple[str, str]] = set()
+    if name == "structured3d":
+        path = Path(broken_files) if broken_files else raw_root / "assets" / "broken_files.json"
+        if broken_files and not path.is_file():
+            raise FileNotFoundError(f"broken-files list {path} does not exist")
+        if path.is_file():
+            broken = read_broken_rooms(path)
+    samples, summary.broken_skipped = discover_samples(name, raw_root, out_root, broken)
+    if not samples:
+        raise FileNotFoundError(f"every {name} sample in {raw_root} is listed as broken")
+    return samples, True
+
+
+def _run_tasks(tasks, workers, progress, summary, desc) -> dict[str, np.ndarray]:
+    """Run ``prepare_sample`` over the tasks, summing the histograms per location."""
+    histograms: dict[str, np.ndarray] = {}
+    for task, result, error in parallel_map(
+        prepare_sample, tasks, workers=workers, progress=progress, desc=desc
+    ):
+        if error is not None:
+            summary.failed.append((f"{task.location}/{task.name}", str(error)))
+            continue
+        status, histogram = result
+        if status == "written":
+            summary.written += 1
+        else:
+            summary.skipped += 1
+        if histogram is not None:
+            prev = histograms.get(task.location)
+            histograms[task.location] = histogram if prev is None else prev + histogram
+    return histograms

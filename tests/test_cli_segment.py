@@ -1,0 +1,117 @@
+"""`panosamic segment`: files in, pictures out, same labels as the Python API."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from panosamic.cli import main
+from panosamic.weights import load_panosamic
+from tests.conftest import golden_inputs, write_hub_layout
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("segment")
+    hub, sam, config = write_hub_layout(root, "tiny-dual")
+    inputs = golden_inputs("tiny-dual")
+    as_uint8 = {
+        k: v.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        for k, v in inputs.items()
+    }
+    Image.fromarray(as_uint8["image"]).save(root / "pano.png")
+    Image.fromarray(as_uint8["normals"]).save(root / "normals.png")
+    # depth in millimetres whose pseudo-disparity (d_t = 8 m) is the fixture's depth channel
+    metres = (1 - as_uint8["depth"][..., 0].astype(np.float64) / 255) * 8.0
+    np.save(root / "depth.npy", metres * 1000)
+    return root, hub, sam, config
+
+
+def test_segment_writes_pictures_matching_the_api(files, tmp_path):
+    root, hub, sam, config = files
+    out = tmp_path / "out"
+    args = [
+        "segment",
+        str(root / "pano.png"),
+        "--depth",
+        str(root / "depth.npy"),
+        "--depth-scale",
+        "1000",
+        "--depth-max",
+        "8",
+        "--normals",
+        str(root / "normals.png"),
+        "--checkpoint",
+        str(hub),
+        "--variant",
+        "tiny-dual",
+        "--config",
+        str(config),
+        "--sam-weights",
+        str(sam),
+        "--no-instances",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    for kind in ("labels", "color", "overlay", "panel"):
+        assert (out / f"pano.{kind}.png").is_file()
+    labels = np.asarray(Image.open(out / "pano.labels.png"))
+    assert labels.shape == (128, 256)
+
+    model = load_panosamic(
+        hub, subfolder="tiny-dual", config_path=config, sam_weights_path=sam, semantic_only=True
+    )
+    image = torch.from_numpy(np.array(Image.open(root / "pano.png"))).permute(2, 0, 1).float()
+    normals = torch.from_numpy(np.array(Image.open(root / "normals.png"))).permute(2, 0, 1).float()
+    depth = np.load(root / "depth.npy") / 1000
+    disparity = (1 - np.clip(depth, 0, 8) / 8) * 255 * (depth > 0)  # zero depth counts as missing
+    disparity = torch.from_numpy(disparity).float().expand(3, -1, -1)
+    with torch.no_grad():
+        (expected,) = model([{"image": image, "depth": disparity, "normals": normals}])
+    assert (labels == expected["sem_preds"].argmax(0).numpy()).mean() > 0.999
+    summary = json.loads((out / "pano.json").read_text())
+    assert abs(sum(summary["classes"].values()) - 1) < 1e-6 and summary["size"] == [128, 256]
+    panel = Image.open(out / "pano.panel.png")
+    assert panel.width == 256 and panel.height > 3 * 128
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "missing ['depth', 'normals']"),
+        (["--depth", "x.npy"], "--depth needs --depth-scale"),
+    ],
+)
+def test_segment_input_errors(files, tmp_path, capsys, extra, message):
+    root, hub, sam, config = files
+    args = [
+        "segment",
+        str(root / "pano.png"),
+        "--checkpoint",
+        str(hub),
+        "--variant",
+        "tiny-dual",
+        "--config",
+        str(config),
+        "--sam-weights",
+        str(sam),
+        "--no-instances",
+        "--out",
+        str(tmp_path),
+        *extra,
+    ]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_segment_demo_offline_says_what_to_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", "--demo", "--out", str(tmp_path / "o")]) == 2
+    assert "hf download dfki-av/PanoSAMic" in capsys.readouterr().err
