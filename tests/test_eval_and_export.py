@@ -10,45 +10,30 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from train_standin import StandinPanoramas, standin_builder, tiny_config, write_config
+from train_helpers import synthetic_stanford, write_config, write_tiny_sam_file
 
-import panosamic.data
 from panosamic.cli import main
-from panosamic.model import PanoSAMic
-from panosamic.model.config import model_config_from_dict
+from panosamic.data import DATASET_CLASS_NAMES, build_dataset
 from panosamic.model.panosamic import TRAINABLE_PREFIXES
 from panosamic.train.checkpoint import BEST_NAME, load_checkpoint
 from panosamic.weights import load_panosamic
 
 
 @pytest.fixture(scope="module")
-def standin_data():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(panosamic.data, "build_dataset", standin_builder(6, 3), raising=False)
-        mp.setattr(
-            panosamic.data,
-            "DATASET_CLASS_NAMES",
-            {"stanford2d3ds": StandinPanoramas.class_names},
-            raising=False,
-        )
-        yield
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_stanford(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture(scope="module")
-def lean_run(tmp_path_factory: pytest.TempPathFactory, standin_data) -> Path:
+def lean_run(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
     """A run trained from a SAM-layout file: its checkpoints hold the trainable tensors only."""
     tmp = tmp_path_factory.mktemp("lean")
     config = write_config(tmp / "config_tiny.json")
-    model = PanoSAMic(
-        model_config_from_dict(tiny_config(), modalities="image,depth", num_classes=4),
-        semantic_only=True,
-    )
-    frozen = {k: v for k, v in model.state_dict().items() if k.startswith("image_encoder.")}
-    torch.save(frozen, tmp / "sam_tiny.pth")
+    sam = write_tiny_sam_file(tmp / "sam_tiny.pth")
     argv = [
-        "train", "--dataset", "stanford2d3ds", "--dataset-path", str(tmp), "--config", str(config),
-        "--modalities", "image,depth", "--sam-weights-path", str(tmp / "sam_tiny.pth"),
-        "--epochs", "2", "--batch-size", "2", "--workers", "0", "--run-dir", str(tmp / "run"),
+        "train", "--dataset", "stanford2d3ds", "--dataset-path", str(prepared), "--config", str(config),
+        "--modalities", "image,depth", "--sam-weights-path", str(sam),
+        "--epochs", "2", "--batch-size", "5", "--workers", "0", "--run-dir", str(tmp / "run"),
     ]  # fmt: skip
     assert main(argv) == 0
     return tmp / "run"
@@ -61,7 +46,7 @@ def test_lean_checkpoint_holds_only_trainable_tensors(lean_run: Path) -> None:
 
 
 def test_evaluate_a_run_writes_strict_json_and_pngs(
-    lean_run: Path, tmp_path: Path, standin_data
+    lean_run: Path, tmp_path: Path, prepared: Path
 ) -> None:
     out = tmp_path / "eval.json"
     argv = [
@@ -76,17 +61,17 @@ def test_evaluate_a_run_writes_strict_json_and_pngs(
     history = json.loads((lean_run / "history.json").read_text())
     best = next(h for h in history if h["epoch"] == history[-1]["best_epoch"])
     assert fold["miou"] == pytest.approx(best["miou"], abs=1e-12)  # same counts as validation
-    assert fold["epoch"] == best["epoch"] and fold["num_samples"] == 3
-    assert set(fold["iou_per_class"]) == set(StandinPanoramas.class_names)
+    held_out = build_dataset("stanford2d3ds", prepared, split="eval", modalities=("image", "depth"))
+    assert fold["epoch"] == best["epoch"] and fold["num_samples"] == len(held_out) == 4
+    assert list(fold["iou_per_class"]) == list(DATASET_CLASS_NAMES["stanford2d3ds"])
     assert set(fold["edge_metrics"]) == {"25pct_per_side", "5pct_per_side"}
-    assert [f["sample"] for f in fold["frame_metrics"]] == [
-        f"area_x/sample_{i:03d}" for i in range(3)
-    ]
+    names = [held_out.sample_name(i) for i in range(4)]
+    assert [f["sample"] for f in fold["frame_metrics"]] == names
     assert "average" not in report
 
-    png = np.asarray(Image.open(tmp_path / "png" / "fold_1" / "area_x" / "sample_000.png"))
+    png = np.asarray(Image.open(tmp_path / "png" / "fold_1" / f"{names[0]}.png"))
     assert png.shape == (128, 256, 3)
-    palette = StandinPanoramas.palette.numpy()
+    palette = np.asarray(held_out.palette)
     assert {tuple(c) for c in png.reshape(-1, 3)} <= {tuple(c) for c in palette}
 
 
@@ -109,7 +94,7 @@ def test_export_round_trip(exported: Path, lean_run: Path) -> None:
     model = load_panosamic(
         exported.parent.parent, subfolder="tiny-fold1", sam_weights_path=sam, semantic_only=True
     )
-    assert model.config.modalities == ("image", "depth") and model.config.num_classes == 4
+    assert model.config.modalities == ("image", "depth") and model.config.num_classes == 13
     reloaded = model.trainable_state_dict()
     assert all(torch.equal(reloaded[k], tensors[k]) for k in tensors)
 
@@ -137,7 +122,7 @@ def test_export_refuses_to_overwrite_and_reports_offline_upload(
 
 
 def test_multi_fold_evaluation_reports_each_fold_and_both_averages(
-    exported: Path, lean_run: Path, tmp_path: Path, standin_data
+    exported: Path, lean_run: Path, tmp_path: Path, prepared: Path
 ) -> None:
     hub = exported.parent.parent
     shutil.copytree(exported.parent, hub / "tiny-fold2", dirs_exist_ok=True)
@@ -145,14 +130,15 @@ def test_multi_fold_evaluation_reports_each_fold_and_both_averages(
     out = tmp_path / "folds.json"
     argv = [
         "evaluate", str(hub), "--subfolder", "tiny-fold{fold}", "--folds", "1", "2",
-        "--dataset", "stanford2d3ds", "--dataset-path", str(tmp_path),
+        "--dataset", "stanford2d3ds", "--dataset-path", str(prepared),
         "--sam-weights-path", sam, "--output", str(out), "--workers", "0",
     ]  # fmt: skip
     assert main(argv) == 0
     report = json.loads(out.read_text())
     f1, f2 = report["folds"]["1"], report["folds"]["2"]
     assert f1["subfolder"] == "tiny-fold1" and f2["subfolder"] == "tiny-fold2"
-    assert f1["miou"] != f2["miou"]  # different held-out samples per fold
+    assert f1["num_samples"] == 4 and f2["num_samples"] == 4  # areas 5a+5b / areas 2+4
+    assert f1["frame_metrics"] != f2["frame_metrics"]
     avg = report["average"]
     assert avg["folds"] == [1, 2]
     assert avg["mean_of_folds"]["miou"] == pytest.approx((f1["miou"] + f2["miou"]) / 2)
@@ -162,9 +148,7 @@ def test_multi_fold_evaluation_reports_each_fold_and_both_averages(
     assert avg["pooled"]["miou"] == pytest.approx(float(np.mean(inter[valid] / union[valid])))
 
 
-def test_evaluate_the_last_checkpoint_of_a_run(
-    lean_run: Path, tmp_path: Path, standin_data
-) -> None:
+def test_evaluate_the_last_checkpoint_of_a_run(lean_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "last.json"
     assert (
         main(["evaluate", str(lean_run / "model_last.pth"), "--output", str(out), "--workers", "0"])
@@ -175,7 +159,7 @@ def test_evaluate_the_last_checkpoint_of_a_run(
     assert fold["epoch"] == 2 and fold["miou"] == pytest.approx(history[-1]["miou"], abs=1e-12)
 
 
-def test_evaluate_argument_errors(lean_run: Path, capsys, standin_data) -> None:
+def test_evaluate_argument_errors(lean_run: Path, capsys) -> None:
     assert main(["evaluate", str(lean_run), "--folds", "1", "2"]) == 2
     assert "one model per fold" in capsys.readouterr().err
     assert main(["evaluate", str(lean_run), "--fold", "2"]) == 2

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_standin import standin_builder, write_config
+from train_helpers import synthetic_stanford, write_config
 
+from panosamic.data import build_dataset
 from panosamic.eval.evaluator import evaluate_model
 from panosamic.train.checkpoint import LAST_NAME, load_checkpoint
 from panosamic.train.distributed import DistContext
@@ -22,22 +23,24 @@ from panosamic.train.trainer import read_run_config, run_training
 from panosamic.weights import load_panosamic
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCHER = str(ROOT / "tests" / "train_standin.py")
+CLI = ["-m", "panosamic.cli"]
 
 
-def _env(threads: int | None = None, train: int = 8) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STANDIN_TRAIN": str(train), "STANDIN_EVAL": "4"}
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_stanford(tmp_path_factory.mktemp("synth"))
 
 
-def _train_args(tmp_path: Path, run_dir: Path, *extra: str) -> list[str]:
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+
+
+def _train_args(tmp_path: Path, prepared: Path, run_dir: Path, *extra: str) -> list[str]:
     config = write_config(tmp_path / "config_tiny.json")
     return [
         "train",
         "--dataset", "stanford2d3ds",
-        "--dataset-path", str(tmp_path),
+        "--dataset-path", str(prepared),
         "--config", str(config),
         "--modalities", "image,depth",
         "--random-sam",
@@ -49,12 +52,13 @@ def _train_args(tmp_path: Path, run_dir: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_two_process_gloo_training(tmp_path: Path) -> None:
+def test_two_process_gloo_training(tmp_path: Path, prepared: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-        "--nproc-per-node", "2", LAUNCHER,
-        *_train_args(tmp_path, run_dir, "--epochs", "2", "--batch-size", "1", "--select-on", "last"),
+        "--nproc-per-node", "2", *CLI,
+        *_train_args(tmp_path, prepared, run_dir, "--epochs", "2", "--batch-size", "2",
+                     "--select-on", "last"),
     ]  # fmt: skip
     done = subprocess.run(cmd, env=_env(threads=1), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -62,28 +66,28 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     run = read_run_config(run_dir)
     assert run["training"]["world_size"] == 2
     plan = run["training"]["lr_plan"]
-    assert plan["total_batch"] == 2 and plan["max_lr_eff"] == pytest.approx(5e-3 * 2 / 4)
-    assert plan["steps_per_epoch"] == 4  # 8 samples / 2 processes / batch 1
+    assert plan["total_batch"] == 4 and plan["max_lr_eff"] == pytest.approx(5e-3 * 4 / 4)
+    assert plan["steps_per_epoch"] == 2  # 10 samples / 2 processes = 5 each, batch 2
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 logs alone
     last = load_checkpoint(run_dir / LAST_NAME)
-    assert last["global_step"] == 8 and len(last["rng"]) == 2
+    assert last["global_step"] == 4 and len(last["rng"]) == 2
 
     # the validation counts were summed over both processes' halves of the split:
     # evaluating the saved model in one process gives the same mIoU
     history = json.loads((run_dir / "history.json").read_text())
     model = load_panosamic(run_dir / LAST_NAME, semantic_only=True)
-    eval_set = standin_builder(8, 4)("stanford2d3ds", tmp_path, split="eval")
+    eval_set = build_dataset("stanford2d3ds", prepared, split="eval", modalities=("image", "depth"))
     single = evaluate_model(model, eval_set, ctx=DistContext())
     assert single.scores().miou == pytest.approx(history[-1]["miou"], abs=1e-12)
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path, prepared: Path) -> None:
     threads = torch.get_num_threads()  # the same kernels' split as the in-process run
-    extra = ("--epochs", "2", "--batch-size", "1", "--checkpoint-every", "1", "--deterministic")
+    extra = ("--epochs", "2", "--batch-size", "2", "--checkpoint-every", "1", "--deterministic")
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, LAUNCHER, *_train_args(tmp_path, killed_dir, *extra)],
-        env=_env(threads, train=4),
+        [sys.executable, *CLI, *_train_args(tmp_path, prepared, killed_dir, *extra)],
+        env=_env(threads),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -93,11 +97,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     stopped = load_checkpoint(killed_dir / LAST_NAME)
-    assert stopped["global_step"] < 8  # really interrupted (2 epochs x 4 steps)
+    assert stopped["global_step"] < 10  # really interrupted (2 epochs x 5 steps)
 
     resumed = subprocess.run(
-        [sys.executable, LAUNCHER, "train", "--run-dir", str(killed_dir), "--resume", "last"],
-        env=_env(threads, train=4),
+        [sys.executable, *CLI, "train", "--run-dir", str(killed_dir), "--resume", "last"],
+        env=_env(threads),
         capture_output=True,
         text=True,
         timeout=240,
@@ -108,18 +112,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> Non
 
     values = {
         "dataset": "stanford2d3ds",
-        "dataset_path": str(tmp_path),
+        "dataset_path": str(prepared),
         "config": str(tmp_path / "config_tiny.json"),
         "modalities": "image,depth",
         "random_sam": True,
         "workers": 0,
         "seed": 0,
         "epochs": 2,
-        "batch_size": 1,
+        "batch_size": 2,
         "deterministic": True,
         "run_dir": str(tmp_path / "straight"),
     }
-    straight = run_training(options_from_values(values), standin_builder(4, 4))
+    straight = run_training(options_from_values(values))
     a = load_checkpoint(straight / LAST_NAME)["model"]
     b = load_checkpoint(killed_dir / LAST_NAME)["model"]
     assert a.keys() == b.keys()

@@ -77,7 +77,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     p.add_argument(
-        "--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision"
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="bf16 / fp16 run the network under autocast",
     )
     p.set_defaults(func=_run)
 
@@ -196,6 +199,7 @@ def _evaluate_fold(args: argparse.Namespace, ctx: Any, fold: int, source: str, s
         semantic_only=not args.refine,
         device=ctx.device,
         revision=args.revision,
+        precision=args.precision,
     )
     split = build_dataset(
         dataset,
@@ -220,7 +224,6 @@ def _evaluate_fold(args: argparse.Namespace, ctx: Any, fold: int, source: str, s
         edge_fractions=args.edge_side_fracs,
         refine=args.refine,
         save_dir=save_dir,
-        amp=args.amp,
     )
     result.info = {"model": source, "subfolder": sub, "epoch": run.get("epoch"), "dataset": dataset}
     return result

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from ..train.checkpoint import atomic_write, atomic_write_text
 from ..train.distributed import DistContext, all_gather_objects, all_reduce_sum
-from ..train.runtime import autocast
 from ..train.samples import make_loader, to_device
 from .metrics import SegmentationMeter, SegmentationScores, edge_key, scores_from_counts
 
@@ -83,7 +82,6 @@ def evaluate_model(
     edge_fractions: Sequence[float] = (),
     refine: bool = False,
     save_dir: Path | None = None,
-    amp: str = "none",
     desc: str | None = None,
 ) -> FoldResult:
     """Run ``model`` over every sample of ``dataset`` and accumulate the metrics.
@@ -108,8 +106,7 @@ def evaluate_model(
     )
     for data, labels, indices in bar:
         inputs = to_device(data, modalities, ctx.device)
-        with autocast(ctx.device, amp):
-            outputs = model(inputs)
+        outputs = model(inputs)  # under the model's own precision
         if refine:
             refine_outputs(outputs)
         for out, lab, index in zip(outputs, labels, indices, strict=True):

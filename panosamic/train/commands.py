@@ -103,7 +103,10 @@ def register(subparsers: Any) -> None:
         help="deterministic kernels (bit-exact resume on CPU; close on GPU)",
     )
     recipe.add_argument(
-        "--amp", choices=("none", "bf16", "fp16"), help="mixed precision (reference: none) [none]"
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="bf16 / fp16: the forward under autocast, losses in float32, fp16 with a loss "
+        "scaler (reference: fp32) [fp32]",
     )
 
     run = p.add_argument_group("run directory, checkpoints, resume")

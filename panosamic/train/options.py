@@ -14,7 +14,7 @@ from typing import Any
 
 from ..model.config import normalize_modalities
 
-AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 SELECT_ON: tuple[str, ...] = ("heldout", "last", "none")
 RESUME_FROM: tuple[str, ...] = ("last", "best")
 CHANNEL_ATTENTION: tuple[str, ...] = ("config", "eca", "fc")
@@ -36,7 +36,7 @@ class TrainOptions:
     lr_scaling: str = "reference"
     select_on: str = "heldout"
     seed: int = 0
-    amp: str = "none"
+    precision: str = "fp32"
     augment: bool = True
     depth_inlier_ratio: float = 0.995
     random_sam: bool = False
@@ -70,7 +70,10 @@ class TrainOptions:
             (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
             (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}"),
             (self.checkpoint_every >= 0, "--checkpoint-every must be 0 (off) or positive"),
-            (self.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {self.amp!r}"),
+            (
+                self.precision in PRECISIONS,
+                f"--precision must be one of {PRECISIONS}, got {self.precision!r}",
+            ),
             (self.select_on in SELECT_ON, f"--select-on must be one of {SELECT_ON}"),
             (self.resume in (None, *RESUME_FROM), f"--resume must be one of {RESUME_FROM}"),
             (

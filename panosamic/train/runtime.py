@@ -1,17 +1,14 @@
-"""Seeding, deterministic mode and mixed precision."""
+"""Seeding, deterministic mode and the fp16 loss scaler."""
 
 from __future__ import annotations
 
 import os
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from contextlib import contextmanager
 
 import numpy as np
 import torch
-
-AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def seed_everything(seed: int) -> None:
@@ -50,17 +47,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic = previous[3]
 
 
-def autocast(device: torch.device, amp: str) -> Any:
-    """``torch.autocast`` for ``amp`` in ("bf16", "fp16"); a no-op for "none"."""
-    if amp == "none":
-        return nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"mixed precision must be one of none, bf16, fp16; got {amp!r}")
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
-
-
-def make_grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
+def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """A loss scaler for fp16 (bf16 and fp32 need none)."""
-    if amp != "fp16":
+    if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)

@@ -51,7 +51,7 @@ from .distributed import (
 from .losses import PanoSAMicLoss, stack_batch
 from .optim import LRPlan, build_optimizer, current_lr, plan_learning_rate
 from .options import TrainOptions, options_from_values
-from .runtime import autocast, deterministic_mode, make_grad_scaler, seed_everything
+from .runtime import deterministic_mode, make_grad_scaler, seed_everything
 from .samples import make_loader, to_device
 
 RUN_CONFIG_NAME = "run_config.json"
@@ -219,7 +219,7 @@ class Trainer:
             class_weights=self._class_weights(),
             total_steps=self.plan.total_steps,
         )
-        self.scaler = make_grad_scaler(ctx.device, options.amp)
+        self.scaler = make_grad_scaler(ctx.device, options.precision)
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
         if self.checkpoint is not None:
@@ -327,7 +327,7 @@ class Trainer:
     def _build_model(self) -> PanoSAMic:
         opts = self.opts
         seed_everything(opts.seed)  # the trainable layers' initialisation
-        model = PanoSAMic(self.model_config, semantic_only=True)
+        model = PanoSAMic(self.model_config, semantic_only=True, precision=opts.precision)
         if self.checkpoint is not None and self.checkpoint["model_contents"] == "full":
             model.load_state_dict(self.checkpoint["model"], strict=True)
         elif opts.random_sam:
@@ -555,8 +555,7 @@ class Trainer:
         inputs = to_device(data, self.model_config.modalities, self.ctx.device)
         sync = closes_group or not self.ctx.distributed
         with nullcontext() if sync else self.ddp.no_sync():
-            with autocast(self.ctx.device, self.opts.amp):
-                outputs = self.ddp(inputs)
+            outputs = self.ddp(inputs)  # under the model's own autocast (precision)
             logits, target = stack_batch(outputs, labels)
             loss = self.loss_fn(logits, target, step=step)
             scaled = loss / group_size
@@ -605,8 +604,7 @@ class Trainer:
         )
         for data, labels, _ in bar:
             inputs = to_device(data, self.model_config.modalities, self.ctx.device)
-            with autocast(self.ctx.device, self.opts.amp):
-                outputs = model(inputs)
+            outputs = model(inputs)
             logits, target = stack_batch(outputs, labels)
             loss_sum += float(self.loss_fn(logits, target))
             batches += 1
