@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import platform
 import resource
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .model.config import model_config_from_dict
+from .model.config import EncoderConfig, model_config_from_dict
 from .model.image_encoder import LayerNorm2d
 from .model.panosamic import PanoSAMic
 from .model.profiling import StageTimer
@@ -41,6 +40,13 @@ class BenchConfig:
     warmup: int = 1
     height: int = 512
     seed: int = 0
+    tiny: bool = False  # the golden fixtures' tiny encoder instead of vit_model (smoke tests)
+
+
+TINY_ENCODER = EncoderConfig(
+    img_size=256, patch_size=16, embed_dim=64, depth=4, num_heads=4, window_size=6,
+    global_attn_indexes=(1, 3), out_chans=32,
+)  # fmt: skip
 
 
 @dataclass
@@ -61,6 +67,8 @@ def random_model(cfg: BenchConfig) -> PanoSAMic:
     fusion = json.loads(json.dumps(PUBLISHED_FUSION))
     fusion["channel_attention"]["efficient_attention"] = cfg.channel_attention == "eca"
     fusion["dual_view_fusion"] = cfg.dual_view
+    if cfg.tiny:
+        fusion["encoder"] = asdict(TINY_ENCODER)
     config = model_config_from_dict(
         fusion, vit_model=cfg.vit_model, modalities=cfg.modalities, num_classes=cfg.num_classes
     )
@@ -101,48 +109,81 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def run(cfg: BenchConfig, compare_fp32: bool = False, progress: bool = True) -> BenchResult:
-    """Warm-up, then ``repeats`` timed forwards of one panorama."""
-    model = random_model(cfg)
-    batch = random_panorama(cfg)
-    rss_after_build = _rss_gb()
+def _timed_runs(
+    model: PanoSAMic, cfg: BenchConfig, step, label: str, progress: bool
+) -> dict[str, Any]:
+    """Warm-up, then ``cfg.repeats`` timed calls of ``step()``; times, stages and memory."""
     device = torch.device(cfg.device)
+    rss_after_build = _rss_gb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     timer = StageTimer()
     seconds = []
-    outputs = None
-    with torch.inference_mode():
-        for i in range(cfg.warmup + cfg.repeats):
-            timed = i >= cfg.warmup
-            model.stage_timer = timer if timed else None
-            start = time.perf_counter()
-            outputs = model(batch, semantic_only=not cfg.instances)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - start
-            if timed:
-                seconds.append(elapsed)
-            if progress:
-                print(f"  {'run' if timed else 'warm-up'} {i + 1}: {elapsed:.2f} s", flush=True)
-    stages = {name: sum(values) / cfg.repeats for name, values in timer.seconds.items()}
-    result = BenchResult(
-        config=asdict(cfg),
-        seconds=seconds,
-        median_seconds=statistics.median(seconds),
-        stages=stages,
-        peak_rss_gb=_peak_rss_gb(),
-        rss_after_build_gb=rss_after_build,
-        peak_cuda_gb=torch.cuda.max_memory_allocated(device) / 1e9
-        if device.type == "cuda"
-        else None,
-        environment=environment(),
-    )
+    for i in range(cfg.warmup + cfg.repeats):
+        timed = i >= cfg.warmup
+        model.stage_timer = timer if timed else None
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        if timed:
+            seconds.append(elapsed)
+        if progress:
+            print(f"  {label if timed else 'warm-up'} {i + 1}: {elapsed:.2f} s", flush=True)
+    model.stage_timer = None
+    cuda = device.type == "cuda"
+    return {
+        "seconds": seconds,
+        "median_seconds": statistics.median(seconds),
+        "stages": {name: sum(values) / cfg.repeats for name, values in timer.seconds.items()},
+        "peak_rss_gb": _peak_rss_gb(),
+        "rss_after_build_gb": rss_after_build,
+        "peak_cuda_gb": torch.cuda.max_memory_allocated(device) / 1e9 if cuda else None,
+        "environment": environment(),
+    }
+
+
+def run_benchmark(
+    cfg: BenchConfig, compare_fp32: bool = False, progress: bool = True
+) -> BenchResult:
+    """Warm-up, then ``repeats`` timed forwards of one panorama."""
+    model = random_model(cfg)
+    batch = random_panorama(cfg)
+    outputs: list = []
+
+    def forward() -> None:
+        with torch.inference_mode():
+            outputs[:] = model(batch, semantic_only=not cfg.instances)
+
+    result = BenchResult(config=asdict(cfg), **_timed_runs(model, cfg, forward, "run", progress))
     if compare_fp32 and cfg.precision != "fp32":
         result.agreement_with_fp32 = _agreement_with_fp32(model, batch, outputs)
-    del model
-    gc.collect()
     return result
+
+
+def run_train_step(
+    cfg: BenchConfig, checkpointing: bool = False, progress: bool = True
+) -> BenchResult:
+    """Time forward + backward + SGD step of the trainable parts (frozen encoder) on one panorama."""
+    model = random_model(cfg).train()
+    model.gradient_checkpointing = checkpointing
+    batch = random_panorama(cfg)
+    generator = torch.Generator().manual_seed(cfg.seed + 2)
+    target = torch.randint(0, cfg.num_classes, (1, cfg.height, 2 * cfg.height), generator=generator)
+    target = target.to(cfg.device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(batch, semantic_only=True)[0]["sem_preds"][None]
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        with model.stage("backward"):
+            loss.backward()
+        optimizer.step()
+
+    config = asdict(cfg) | {"train_step": True, "checkpointing": checkpointing}
+    return BenchResult(config=config, **_timed_runs(model, cfg, train_step, "step", progress))
 
 
 def _agreement_with_fp32(model: PanoSAMic, batch, outputs) -> float:
@@ -167,11 +208,12 @@ def environment() -> dict[str, Any]:
 
 def format_table(result: BenchResult) -> str:
     cfg = result.config
+    kind = "training step" if cfg.get("train_step") else "forward"
     lines = [
-        f"PanoSAMic {cfg['vit_model']} {'+'.join(cfg['modalities'])} "
+        f"PanoSAMic {kind}: {'tiny encoder' if cfg['tiny'] else cfg['vit_model']} {'+'.join(cfg['modalities'])} "
         f"{'dual' if cfg['dual_view'] else 'single'} view, {'with' if cfg['instances'] else 'no'} instances, "
         f"{cfg['precision']}, {cfg['device']}, {cfg['height']}x{2 * cfg['height']}",
-        f"  median forward      {result.median_seconds:8.2f} s   (runs: {', '.join(f'{s:.2f}' for s in result.seconds)})",
+        f"  median {kind:13s}{result.median_seconds:8.2f} s   (runs: {', '.join(f'{s:.2f}' for s in result.seconds)})",
     ]
     for name, secs in result.stages.items():
         lines.append(f"    {name:18s}{secs:8.2f} s")
@@ -184,7 +226,9 @@ def format_table(result: BenchResult) -> str:
         lines.append(f"  argmax agreement with fp32: {100 * result.agreement_with_fp32:.2f} %")
     ref = REFERENCE_CPU["instances" if cfg["instances"] else "semantic"]
     reference_config = (
-        cfg["vit_model"] == "vit_b"
+        not cfg.get("train_step")
+        and not cfg["tiny"]
+        and cfg["vit_model"] == "vit_b"
         and len(cfg["modalities"]) == 3
         and cfg["dual_view"]
         and cfg["device"] == "cpu"

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import PanoSAMicConfig
 from .fusion import FeatureFuser
@@ -78,6 +79,8 @@ class PanoSAMic(nn.Module):
         self.semantic_only = semantic_only
         self.precision = precision
         self.stage_timer: StageTimer | None = None
+        # Recompute each fusion block in the backward pass instead of keeping its activations.
+        self.gradient_checkpointing = False
         enc = config.encoder
         m = len(config.modalities)
         self.image_encoder = ImageEncoderViT(enc)
@@ -226,10 +229,8 @@ class PanoSAMic(nn.Module):
                 head = decoder.decoder_head(fused)
         else:
             with self.stage("fusion"):
-                maps = [
-                    block(branches.pop(0), final_upsample=False)
-                    for block in self.feature_fuser.fusion_blocks
-                ]
+                blocks = self.feature_fuser.fusion_blocks
+                maps = [self._fuse(block, branches.pop(0)) for block in blocks]
             with self.stage("decoder"):
                 head = decoder.head_from_blocks(maps, positional=cfg.dual_view_fusion)
         with self.stage("decoder"):
@@ -238,6 +239,11 @@ class PanoSAMic(nn.Module):
                 head if decoder.decoder_attention is None else decoder.blend_views(head)
             )
         return out
+
+    def _fuse(self, block: nn.Module, branch: Tensor) -> Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, branch, False, use_reentrant=False)
+        return block(branch, final_upsample=False)
 
     def postprocess(self, logits: Tensor) -> Tensor:
         """(N, K, 4G, 4G) canvas logits -> (N, K, h, w) at the network's input size."""
