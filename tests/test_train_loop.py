@@ -150,6 +150,7 @@ def test_scheduled_loss_accumulation_and_bf16_run(tmp_path: Path, prepared: Path
             batch_size=3,
             grad_accum=2,
             precision="bf16",
+            gradient_checkpointing=True,
             select_on="last",
             full_checkpoints=True,
             channel_attention="fc",

@@ -103,6 +103,12 @@ def register(subparsers: Any) -> None:
         help="deterministic kernels (bit-exact resume on CPU; close on GPU)",
     )
     recipe.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute each fusion block in the backward pass: less memory, same result, slower",
+    )
+    recipe.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         help="bf16 / fp16: the forward under autocast, losses in float32, fp16 with a loss "

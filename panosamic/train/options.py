@@ -50,6 +50,7 @@ class TrainOptions:
     workers: int = 2
     device: str | None = None
     deterministic: bool = False
+    gradient_checkpointing: bool = False
     checkpoint_every: int = 0
     log_every: int = 5
     keep_last: bool = True
@@ -103,6 +104,7 @@ RUNTIME_KEYS: frozenset[str] = frozenset(
         "workers",
         "device",
         "deterministic",
+        "gradient_checkpointing",
         "checkpoint_every",
         "log_every",
         "keep_last",

@@ -328,6 +328,7 @@ class Trainer:
         opts = self.opts
         seed_everything(opts.seed)  # the trainable layers' initialisation
         model = PanoSAMic(self.model_config, semantic_only=True, precision=opts.precision)
+        model.gradient_checkpointing = opts.gradient_checkpointing
         if self.checkpoint is not None and self.checkpoint["model_contents"] == "full":
             model.load_state_dict(self.checkpoint["model"], strict=True)
         elif opts.random_sam:
