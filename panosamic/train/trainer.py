@@ -182,43 +182,8 @@ class Trainer:
         self.checkpoint = self._resume_checkpoint()
         self.model = self._build_model()
         self.ddp = self._wrap(self.model)
-        seed = options.seed
-        self.train_loader, self.train_sampler = make_loader(
-            self.train_set,
-            batch_size=options.batch_size,
-            ctx=ctx,
-            train=True,
-            seed=seed,
-            num_workers=options.workers,
-            collate=_dataset_collate(),
-        )
-        self.eval_loader = None
-        if self.eval_set is not None:
-            self.eval_loader, _ = make_loader(
-                self.eval_set,
-                batch_size=options.batch_size,
-                ctx=ctx,
-                train=False,
-                seed=seed,
-                num_workers=options.workers,
-                collate=_dataset_collate(),
-            )
-        self.micro_batches = self.train_sampler.batches_per_epoch()
-        steps = -(-self.micro_batches // options.grad_accum)
-        self.plan = plan_learning_rate(
-            self.config_json.get("optimizer", "Ranger21"),
-            self.config_json.get("lr_scheduler"),
-            steps_per_epoch=steps,
-            epochs=options.epochs,
-            total_batch=ctx.world_size * options.batch_size * options.grad_accum,
-            lr_scaling=options.lr_scaling,
-        )
-        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), self.plan)
-        self.loss_fn = PanoSAMicLoss(
-            self.config_json.get("loss", {"JaccardLoss": 1}),
-            class_weights=self._class_weights(),
-            total_steps=self.plan.total_steps,
-        )
+        self._build_loaders()
+        self._build_optimization()
         self.scaler = make_grad_scaler(ctx.device, options.precision)
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
@@ -230,6 +195,43 @@ class Trainer:
         self.writer = self._tensorboard()
 
     # ---------------------------------------------------------------- building
+    def _build_loaders(self) -> None:
+        """Resumable loaders: training shuffled per epoch, held-out split in order."""
+        opts, common = self.opts, {"ctx": self.ctx, "seed": self.opts.seed}
+        common.update(num_workers=opts.workers, collate=_dataset_collate())
+        self.train_loader, self.train_sampler = make_loader(
+            self.train_set, batch_size=opts.batch_size, train=True, **common
+        )
+        self.eval_loader = None
+        if self.eval_set is not None:
+            self.eval_loader, _ = make_loader(
+                self.eval_set, batch_size=opts.batch_size, train=False, **common
+            )
+        self.micro_batches = self.train_sampler.batches_per_epoch()
+
+    def _build_optimization(self) -> None:
+        """LR plan, optimizer (Ranger21 by default) and loss for this run's step count."""
+        opts = self.opts
+        if "loss" not in self.config_json:
+            raise ValueError(
+                "the config has no 'loss' section, e.g. {\"JaccardLoss\": 1} (Stanford2D3DS) or "
+                "CE + Jaccard with ScheduledLoss (Matterport3D)"
+            )
+        self.plan = plan_learning_rate(
+            self.config_json.get("optimizer", "Ranger21"),
+            self.config_json.get("lr_scheduler"),
+            steps_per_epoch=-(-self.micro_batches // opts.grad_accum),
+            epochs=opts.epochs,
+            total_batch=self.ctx.world_size * opts.batch_size * opts.grad_accum,
+            lr_scaling=opts.lr_scaling,
+        )
+        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), self.plan)
+        self.loss_fn = PanoSAMicLoss(
+            self.config_json["loss"],
+            class_weights=self._class_weights(),
+            total_steps=self.plan.total_steps,
+        )
+
     def _experiment_id(self) -> str:
         opts = self.opts
         cfg = load_config_json(opts.config) if not self.resuming else None
@@ -333,12 +335,7 @@ class Trainer:
             model.load_state_dict(self.checkpoint["model"], strict=True)
         elif opts.random_sam:
             if self.ctx.is_main and not (self.run_dir / RANDOM_SAM_NAME).exists():
-                frozen = {
-                    k: v
-                    for k, v in model.state_dict().items()
-                    if not k.startswith(TRAINABLE_PREFIXES)
-                }
-                ckpt_io.atomic_torch_save(frozen, self.run_dir / RANDOM_SAM_NAME)
+                save_random_sam(model, self.run_dir / RANDOM_SAM_NAME, opts.seed)
         else:
             from ..weights import load_sam_weights
 
@@ -684,6 +681,28 @@ class Trainer:
             else f" (mIoU {100 * s.best_miou:.2f}%)"
         )
         print(f"done: {self.run_dir}; best epoch {s.best_epoch}{best}")
+
+
+def save_random_sam(model: PanoSAMic, path: Path, seed: int) -> None:
+    """Save the run's random frozen weights as a SAM-layout file.
+
+    Besides the model's ``image_encoder.*`` it holds a randomly initialised
+    prompt encoder and mask decoder (drawn from their own seed, so the model's
+    initialisation is untouched), so ``evaluate --refine`` works on the run too.
+    """
+    from ..model.panosamic import build_prompt_modules
+
+    frozen = {
+        k: v.detach().cpu()
+        for k, v in model.state_dict().items()
+        if not k.startswith(TRAINABLE_PREFIXES)
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        prompt_encoder, mask_decoder = build_prompt_modules(model.config)
+    for prefix, module in (("prompt_encoder.", prompt_encoder), ("mask_decoder.", mask_decoder)):
+        frozen.update({prefix + k: v for k, v in module.state_dict().items()})
+    ckpt_io.atomic_torch_save(frozen, path)
 
 
 def with_channel_attention(config: dict[str, Any], kind: str) -> dict[str, Any]:
