@@ -80,6 +80,23 @@ def test_two_process_gloo_training(tmp_path: Path, prepared: Path) -> None:
     single = evaluate_model(model, eval_set, ctx=DistContext())
     assert single.scores().miou == pytest.approx(history[-1]["miou"], abs=1e-12)
 
+    # `panosamic evaluate` under torchrun: samples split over 2 processes, counts summed,
+    # frames gathered in dataset order; rank 0 writes the JSON
+    out = tmp_path / "eval.json"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+        "--nproc-per-node", "2", *CLI, "evaluate", str(run_dir / LAST_NAME),
+        "--output", str(out), "--workers", "0", "--device", "cpu", "--edge-side-fracs", "0.25",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=_env(threads=1), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["world_size"] == 2
+    fold = report["folds"]["1"]
+    assert fold["counts"]["intersection"] == single.counts[0].tolist()
+    assert fold["counts"]["target"] == single.counts[2].tolist()
+    assert [f["sample"] for f in fold["frame_metrics"]] == [name for name, _ in single.frames]
+
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path, prepared: Path) -> None:
     threads = torch.get_num_threads()  # the same kernels' split as the in-process run

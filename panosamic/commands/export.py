@@ -33,7 +33,6 @@ def register(subparsers: Any) -> None:
             "of the published checkpoints) with the run's model config beside them, verify by "
             "reloading, and optionally upload the variant folder to the Hugging Face Hub."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a `panosamic train` run directory")
     p.add_argument(
@@ -41,7 +40,9 @@ def register(subparsers: Any) -> None:
         metavar="OUT",
         help="OUT_DIR/<variant>/model.safetensors (or OUT_DIR/<variant>, the file name is added)",
     )
-    p.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint")
+    p.add_argument(
+        "--which", choices=("best", "last"), default="best", help="which checkpoint [best]"
+    )
     p.add_argument(
         "--sam-weights-path",
         help="SAM file / directory for the verification (default: the run's, else the cache)",

@@ -24,7 +24,6 @@ def register(subparsers: Any) -> None:
             "by each fold number. Several GPUs: torchrun --nproc-per-node N -m panosamic.cli "
             "evaluate ..."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "model",
@@ -73,14 +72,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--save-dir", help="write colour PNGs to <dir>/fold_<k>/<area>/<sample>.png")
     p.add_argument("--output", help="write the results as JSON (NaN written as null)")
-    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass [1]")
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes [2]")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default="fp32",
-        help="bf16 / fp16 run the network under autocast",
+        help="bf16 / fp16 run the network under autocast [fp32]",
     )
     p.set_defaults(func=_run)
 
