@@ -21,6 +21,7 @@ from panosamic.train.runtime import seed_everything
 from panosamic.train.trainer import (
     RUN_CONFIG_NAME,
     read_run_config,
+    resolve_options,
     run_training,
     with_channel_attention,
 )
@@ -67,6 +68,14 @@ def test_tiny_model_learns_and_selects_the_best_epoch(tmp_path: Path, prepared: 
     held_out = build_dataset("stanford2d3ds", prepared, split="eval", modalities=cfg.modalities)
     before = evaluate_model(initial, held_out, ctx=DistContext()).scores().miou
     assert best["miou"] > 2 * before and best["miou"] > before + 0.05, (before, best["miou"])
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run)).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"Loss/train", "Learning Rate", "mIoU", "mAcc", "Loss/validation"} <= scalars
+    assert [e.step for e in events.Scalars("Loss/train")] == [5, 10, 15]  # every 5 of 3 x 5 steps
+    assert [e.step for e in events.Scalars("mIoU")] == [1, 2, 3]
 
 
 class CrashingBuilder:
@@ -186,6 +195,19 @@ def test_run_directory_naming_and_refusing_to_overwrite(tmp_path: Path, prepared
     assert math.isnan(load_checkpoint(run / BEST_NAME)["miou"])
     with pytest.raises(ValueError, match="not empty"):
         run_training(_options(tmp_path, prepared, run_dir=str(run)))
+
+    # the reference's way to resume: the newest run of the experiment ID under the root
+    values = {
+        "resume": "last",
+        "dataset": "stanford2d3ds",
+        "config": str(tmp_path / "config_tiny.json"),
+        "modalities": "image,depth",
+        "experiments_path": str(tmp_path / "exp"),
+    }
+    resolved = resolve_options(values)
+    assert resolved.run_dir == str(run) and resolved.batch_size == 5
+    with pytest.raises(FileNotFoundError, match="no run"):
+        resolve_options({**values, "modalities": "image"})
 
 
 def test_channel_attention_switch() -> None:
