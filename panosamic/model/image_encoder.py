@@ -26,8 +26,10 @@ from torch import Tensor, nn
 
 from .config import EncoderConfig
 
-# Elements of relative-position bias per SDPA call: small enough for the L3 cache.
-_BIAS_CHUNK_ELEMENTS = 2 * 1024 * 1024
+# Elements of relative-position bias per SDPA call: on a CPU small enough for the L3
+# cache; on an accelerator large enough to keep the kernels busy.
+_BIAS_CHUNK_ELEMENTS = {"cpu": 2 * 1024 * 1024}
+_BIAS_CHUNK_ELEMENTS_ACCELERATOR = 64 * 1024 * 1024
 # Tokens per chunk for q/k/v projection + attention and for the MLP (bounds peak memory).
 _TOKEN_CHUNK = 8192
 
@@ -100,8 +102,9 @@ def attention_with_rel_pos(
     n, tokens, d = q.shape
     h, w = hw
     out = torch.empty_like(q)
-    rows = max(1, min(h, _BIAS_CHUNK_ELEMENTS // (w * tokens)))
-    group = max(1, min(n, _BIAS_CHUNK_ELEMENTS // (rows * w * tokens)))
+    budget = _BIAS_CHUNK_ELEMENTS.get(q.device.type, _BIAS_CHUNK_ELEMENTS_ACCELERATOR)
+    rows = max(1, min(h, budget // (w * tokens)))
+    group = max(1, min(n, budget // (rows * w * tokens)))
     for g0 in range(0, n, group):
         g = slice(g0, g0 + group)
         kg, vg = k[g], v[g]
