@@ -108,7 +108,7 @@ def export_run(
     from safetensors.torch import save_file
 
     from ..eval.evaluator import json_safe
-    from ..train.trainer import read_run_config
+    from ..train.runs import read_run_config
 
     run_dir = Path(run_dir).expanduser()
     run = read_run_config(run_dir)

@@ -89,7 +89,7 @@ def _is_run_dir(source: str) -> bool:
     """A `panosamic train` run (not an export, which also carries a run_config.json)."""
     import json
 
-    from ..train.trainer import RUN_CONFIG_NAME, RUN_FORMAT
+    from ..train.runs import RUN_CONFIG_NAME, RUN_FORMAT
 
     path = Path(source).expanduser() / RUN_CONFIG_NAME
     if not path.is_file():
@@ -147,7 +147,7 @@ def _run_settings(source: str) -> dict[str, Any]:
     import json
 
     from ..train.checkpoint import LAST_NAME
-    from ..train.trainer import HISTORY_NAME, read_run_config
+    from ..train.runs import HISTORY_NAME, read_run_config
 
     path = Path(source).expanduser()
     run_dir = path.parent if path.is_file() else path
