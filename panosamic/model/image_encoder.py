@@ -32,7 +32,7 @@ from .cpu_parallel import image_parallel_enabled, plan_workers, run_split
 _BIAS_CHUNK_ELEMENTS = {"cpu": 1024 * 1024}
 _BIAS_CHUNK_ELEMENTS_ACCELERATOR = 64 * 1024 * 1024
 # Tokens per chunk for q/k/v projection + attention and for the MLP (bounds peak memory).
-_TOKEN_CHUNK = 8192
+_TOKEN_CHUNK = 4096
 
 
 class LayerNorm2d(nn.Module):
