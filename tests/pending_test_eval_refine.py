@@ -15,7 +15,6 @@ from train_helpers import write_config
 from panosamic.cli import main
 from panosamic.data import build_dataset, make_prepared_dataset
 from panosamic.eval.metrics import confusion_counts
-from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
 from panosamic.weights import load_panosamic
 
 # the golden fixture's tiny SAM: its mask decoder is scaled so that masks pass SAM's filters
@@ -27,7 +26,9 @@ PROMPT_DECODER = {"mlp_dim": 64, "num_heads": 4, "iou_head_hidden_dim": 32}
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Single view, RGB only, 3 panoramas: areas 1 and 2 to train on, area 5a held out."""
     tmp = tmp_path_factory.mktemp("refine")
-    prepared = make_prepared_dataset("stanford2d3ds", tmp / "synth", count=3, seed=0, height=128, width=256)
+    prepared = make_prepared_dataset(
+        "stanford2d3ds", tmp / "synth", count=3, seed=0, height=128, width=256
+    )
     config_path = write_config(tmp / "config_tiny_sv.json", dual_view=False)
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "prompt_decoder": PROMPT_DECODER}))
@@ -43,6 +44,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_refine_relabels_each_instance_with_its_majority_class(
     small_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
+
     run, prepared = small_run
     reports = {}
     for name, extra in (("plain", []), ("refined", ["--refine"])):
