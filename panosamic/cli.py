@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from . import __version__
+
 # Modules that provide ``register(subparsers)``, in the order of ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "panosamic.commands.segment",
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Semantic segmentation of 360-degree panoramas (PanoSAMic).",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"panosamic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

@@ -816,6 +816,7 @@ def _json_from_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
         "basic_fusion": model.basic_fusion,
         "modalities": list(model.modalities),
         "num_classes": model.num_classes,
+        "prompt_decoder": asdict(model.prompt_decoder),  # sizes of a custom SAM mask decoder
         "amg": asdict(model.amg),
     }
     if model.vit_model is None:

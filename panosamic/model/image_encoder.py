@@ -25,11 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EncoderConfig
+from .cpu_parallel import image_parallel_enabled, plan_workers, run_split
 
-# Elements of relative-position bias per SDPA call: small enough for the L3 cache.
-_BIAS_CHUNK_ELEMENTS = 2 * 1024 * 1024
+# Elements of relative-position bias per SDPA call: on a CPU small enough for the L3
+# cache; on an accelerator large enough to keep the kernels busy.
+_BIAS_CHUNK_ELEMENTS = {"cpu": 1024 * 1024}
+_BIAS_CHUNK_ELEMENTS_ACCELERATOR = 64 * 1024 * 1024
 # Tokens per chunk for q/k/v projection + attention and for the MLP (bounds peak memory).
-_TOKEN_CHUNK = 8192
+_TOKEN_CHUNK = 4096
 
 
 class LayerNorm2d(nn.Module):
@@ -100,8 +103,9 @@ def attention_with_rel_pos(
     n, tokens, d = q.shape
     h, w = hw
     out = torch.empty_like(q)
-    rows = max(1, min(h, _BIAS_CHUNK_ELEMENTS // (w * tokens)))
-    group = max(1, min(n, _BIAS_CHUNK_ELEMENTS // (rows * w * tokens)))
+    budget = _BIAS_CHUNK_ELEMENTS.get(q.device.type, _BIAS_CHUNK_ELEMENTS_ACCELERATOR)
+    rows = max(1, min(h, budget // (w * tokens)))
+    group = max(1, min(n, budget // (rows * w * tokens)))
     for g0 in range(0, n, group):
         g = slice(g0, g0 + group)
         kg, vg = k[g], v[g]
@@ -246,6 +250,33 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: Tensor, with_neck: bool = True) -> tuple[Tensor | None, list[Tensor]]:
         """(N, 3, S, S) -> (neck (N, P, G, G) or None, [branch (N, E, G, G)] * B)."""
+        workers = self._image_workers(x)
+        if workers == 1:
+            return self._forward_images(x, with_neck)
+        n, (e, p, g) = (
+            x.shape[0],
+            (self.config.embed_dim, self.config.out_chans, self.config.grid_size),
+        )
+        branches = [x.new_empty(n, e, g, g) for _ in self.config.global_attn_indexes]
+        neck = x.new_empty(n, p, g, g) if with_neck else None
+
+        def encode(items: slice) -> None:
+            part_neck, part_branches = self._forward_images(x[items], with_neck)
+            for out, part in zip(branches, part_branches, strict=True):
+                out[items] = part
+            if neck is not None:
+                neck[items] = part_neck
+
+        run_split(n, workers, encode)
+        return neck, branches
+
+    def _image_workers(self, x: Tensor) -> int:
+        """Parallel image workers for this batch: only on the CPU, without autograd."""
+        if x.device.type != "cpu" or torch.is_grad_enabled() or not image_parallel_enabled():
+            return 1
+        return plan_workers(x.shape[0], torch.get_num_threads())
+
+    def _forward_images(self, x: Tensor, with_neck: bool) -> tuple[Tensor | None, list[Tensor]]:
         x = (self.patch_embed(x) + self.pos_embed).contiguous()
         in_place = not torch.is_grad_enabled()
         branches = []
