@@ -171,7 +171,9 @@ def encode_points(prompt_encoder: nn.Module, points: Tensor, batch: int) -> Tens
     image, view and modality.
     """
     device = prompt_encoder.no_mask_embed.weight.device
-    coords = points.to(device)[:, None, :]
+    # float64 like SAM's own grid (exact either way for the reference's grid); MPS has none
+    dtype = torch.float32 if device.type == "mps" else points.dtype
+    coords = points.to(device=device, dtype=dtype)[:, None, :]
     labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=device)
     chunks = []
     for sl in prompt_slices(coords.shape[0], batch):

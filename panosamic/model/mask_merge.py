@@ -28,10 +28,10 @@ def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
-    """(Ka, H, W), (Kb, H, W) bool -> (Ka, Kb) float64 pixel IoU (0 where the union is empty)."""
-    inter = pairwise_intersections(a, b)
-    area_a = count_pixels(a)
-    area_b = count_pixels(b)
+    """(Ka, H, W), (Kb, H, W) bool -> (Ka, Kb) float64 pixel IoU on the CPU (0 where the union is empty)."""
+    inter = pairwise_intersections(a, b).cpu()
+    area_a = count_pixels(a).cpu()
+    area_b = count_pixels(b).cpu()
     union = area_a[:, None] + area_b[None, :] - inter
     iou = inter.double() / union.clamp(min=1).double()
     return torch.where(union > 0, iou, torch.zeros_like(iou))
@@ -53,11 +53,11 @@ def greedy_merge(masks: MaskSet, threshold: float) -> MaskSet:
     """
     if len(masks) == 0:
         return masks
-    quality = (masks.iou.double() * masks.stability.double()).tolist()
+    quality = (masks.iou.cpu().double() * masks.stability.cpu().double()).tolist()
     order = sorted(range(len(quality)), key=lambda i: -quality[i])
     ordered = masks.select(order)
     iou = pairwise_iou(ordered.masks, ordered.masks)
-    above = (iou > threshold).cpu()
+    above = iou > threshold
     kept = torch.zeros(len(order), dtype=torch.bool)
     for i in range(len(order)):
         kept[i] = not bool((above[i] & kept).any())
