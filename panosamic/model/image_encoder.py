@@ -20,6 +20,9 @@ speed and memory (all rewrites are exact up to float round-off):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -98,7 +101,8 @@ def attention_with_rel_pos(
 
     q, k, v: (n, N, d) with N = h * w tokens in row-major order; rel_h (h, h, d),
     rel_w (w, w, d). B[(i, j), (k, l)] = q_ij . rel_h[i, k] + q_ij . rel_w[j, l].
-    The bias is built and consumed per slice of (n, query rows) that fits the cache.
+    The two small factors of B are computed once; B itself is built and consumed
+    per slice of (n, query rows) that fits the cache.
     """
     n, tokens, d = q.shape
     h, w = hw
@@ -106,19 +110,27 @@ def attention_with_rel_pos(
     budget = _BIAS_CHUNK_ELEMENTS.get(q.device.type, _BIAS_CHUNK_ELEMENTS_ACCELERATOR)
     rows = max(1, min(h, budget // (w * tokens)))
     group = max(1, min(n, budget // (rows * w * tokens)))
+    grid_q = q.view(n, h, w, d)
+    bias_h = torch.einsum("bhwd,hkd->bhwk", grid_q, rel_h)  # (n, h, w, h)
+    bias_w = torch.einsum("bhwd,wkd->bhwk", grid_q, rel_w)  # (n, h, w, w)
+    # bfloat16 on the CPU: SDPA computes in float32 there, plain batched matmuls do not.
+    manual = q.dtype == torch.bfloat16 and q.device.type == "cpu"
+    k_t = k.transpose(1, 2) if manual else k
+    buffer = q.new_empty(group, rows, w, h, w)  # one chunk of B, reused
     for g0 in range(0, n, group):
         g = slice(g0, g0 + group)
-        kg, vg = k[g], v[g]
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
-            qc = q[g, r0 * w : r1 * w]
-            qr = qc.reshape(-1, r1 - r0, w, d)
-            bias_h = torch.einsum("bhwd,hkd->bhwk", qr, rel_h[r0:r1])
-            bias_w = torch.einsum("bhwd,wkd->bhwk", qr, rel_w)
-            bias = (bias_h[..., :, None] + bias_w[..., None, :]).reshape(
-                qc.shape[0], qc.shape[1], tokens
-            )
-            out[g, r0 * w : r1 * w] = F.scaled_dot_product_attention(qc, kg, vg, attn_mask=bias)
+            queries = slice(r0 * w, r1 * w)
+            qc = q[g, queries]
+            chunk = buffer[: qc.shape[0], : r1 - r0]
+            torch.add(bias_h[g, r0:r1, :, :, None], bias_w[g, r0:r1, :, None, :], out=chunk)
+            bias = chunk.view(qc.shape[0], qc.shape[1], tokens)
+            if manual:
+                scores = torch.baddbmm(bias, qc, k_t[g], alpha=d**-0.5)
+                torch.bmm(scores.softmax(-1), v[g], out=out[g, queries])
+            else:
+                out[g, queries] = F.scaled_dot_product_attention(qc, k[g], v[g], attn_mask=bias)
     return out
 
 
@@ -217,6 +229,36 @@ class Block(nn.Module):
         return x
 
 
+@contextmanager
+def lowered_weights(module: nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """Hold the matmul weights (linear, conv, relative positions) in ``dtype`` meanwhile.
+
+    Under autocast a float32 weight is cast again at every call; casting each
+    once per forward saves that traffic. LayerNorms and the absolute position
+    embedding stay in float32, and so does the residual stream.
+    """
+    saved = []
+    for sub in module.modules():
+        names = ("weight", "bias") if isinstance(sub, (nn.Linear, nn.Conv2d)) else ()
+        names = ("rel_pos_h", "rel_pos_w") if isinstance(sub, Attention) else names
+        for name in names:
+            param = getattr(sub, name)
+            if param is not None and param.dtype != dtype:
+                saved.append((param, param.data))
+                param.data = param.data.to(dtype)
+    try:
+        yield
+    finally:
+        for param, data in saved:
+            param.data = data
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
 class ImageEncoderViT(nn.Module):
     """SAM's image encoder.
 
@@ -250,6 +292,13 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: Tensor, with_neck: bool = True) -> tuple[Tensor | None, list[Tensor]]:
         """(N, 3, S, S) -> (neck (N, P, G, G) or None, [branch (N, E, G, G)] * B)."""
+        lowered = _autocast_dtype(x.device)
+        if lowered is not None and not torch.is_grad_enabled():
+            with lowered_weights(self, lowered):
+                return self._forward(x, with_neck)
+        return self._forward(x, with_neck)
+
+    def _forward(self, x: Tensor, with_neck: bool) -> tuple[Tensor | None, list[Tensor]]:
         workers = self._image_workers(x)
         if workers == 1:
             return self._forward_images(x, with_neck)
