@@ -70,6 +70,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     model.add_argument("--no-instances", action="store_true", help="semantic path only (faster)")
 
+    inst = parser.add_argument_group("instance masks (ignored with --no-instances)")
+    inst.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep the raw semantic labels (default: majority vote inside each instance mask)",
+    )
+    inst.add_argument(
+        "--points-per-side", type=int, default=None, help="SAM point grid per side (default 32)"
+    )
+    inst.add_argument(
+        "--point-grid",
+        choices=("canvas", "image"),
+        default=None,
+        help="'image' skips the grid points in the canvas padding (half the work at 2:1)",
+    )
+    inst.add_argument(
+        "--instance-modalities",
+        nargs="+",
+        default=None,
+        metavar="MODALITY",
+        help="modalities that get instance masks (default: all)",
+    )
+    inst.add_argument("--quiet", action="store_true", help="no progress bar")
+
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("panosamic_out"), help="output directory")
     out.add_argument(
@@ -103,16 +127,31 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"this checkpoint needs {list(model.config.modalities)}; missing {missing}: pass --{missing[0]}"
         )
+    instances = not args.no_instances
+    if instances:
+        model.set_amg(**_amg_changes(args))
     batch = [{m: inputs[m] for m in model.config.modalities}]
+    refine = instances and not args.no_refine
     with torch.inference_mode():
-        (output,) = model(batch)
-    labels = output["sem_preds"].argmax(0).cpu().numpy().astype(np.int64)
+        (output,) = model(batch, refine=refine, progress=instances and not args.quiet)
+    logits = output["refined_sem_preds"] if refine else output["sem_preds"]
+    labels = logits.argmax(0).cpu().numpy().astype(np.int64)
     masks = [m["segmentation"].cpu().numpy() for m in output.get("instance_masks", [])]
     class_names = _class_names(args.class_names, variant, model.config.num_classes)
-    written = write_pictures(args.out, name, rgb, labels, masks, class_names)
+    written = write_pictures(args.out, name, rgb, labels, masks, class_names, refined=refine)
     for path in written:
         print(path)
     return 0
+
+
+def _amg_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The instance-path settings given on the command line (the rest keep their defaults)."""
+    changes = {
+        "points_per_side": args.points_per_side,
+        "point_grid": args.point_grid,
+        "modalities": args.instance_modalities,
+    }
+    return {key: value for key, value in changes.items() if value is not None}
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any]]:
@@ -191,7 +230,13 @@ def _class_names(dataset: str | None, variant: str | None, num_classes: int) -> 
 
 
 def write_pictures(
-    out_dir: Path, name: str, rgb, labels, masks: list, class_names: list[str]
+    out_dir: Path,
+    name: str,
+    rgb,
+    labels,
+    masks: list,
+    class_names: list[str],
+    refined: bool = False,
 ) -> list[Path]:
     """Write the labels, colour map, overlay, panel, instances and summary of one panorama."""
     import numpy as np
@@ -221,6 +266,7 @@ def write_pictures(
     summary = {
         "classes": {class_names[k]: float(fractions[k]) for k in np.flatnonzero(fractions)},
         "instance_masks": len(masks),
+        "refined_with_instances": refined,
         "size": list(labels.shape),
     }
     paths["json"] = out_dir / f"{name}.json"
