@@ -69,6 +69,15 @@ def write_hub_layout(root: Path, name: str) -> tuple[Path, Path, Path]:
     return hub, sam, config
 
 
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads (so the CPU worker-thread paths run), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

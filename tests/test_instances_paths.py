@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from panosamic.model import instances
 from tests.instance_models import neck_of, random_instance_model, random_panorama, same_masks
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,11 @@ MANY = {"points_per_side": 16, "pred_iou_thresh": 0.0, "stability_score_thresh":
     ],
     ids=["defaults", "options"],
 )
-def test_fast_path_equals_reference_order(height, options, min_nms):
+def test_fast_path_equals_reference_order(height, options, min_nms, two_threads, monkeypatch):
+    # the fast path runs the embeddings in two worker threads; the reference order serially
+    calls = []
+    real = instances.map_parallel
+    monkeypatch.setattr(instances, "map_parallel", lambda fn, n: calls.append(n) or real(fn, n))
     model = random_instance_model(**MANY, **options)
     batch = random_panorama(model, height)
     neck = neck_of(model, batch)
@@ -33,6 +38,7 @@ def test_fast_path_equals_reference_order(height, options, min_nms):
     model.set_amg(exact_reference_order=True)
     (reference,) = model.instance_masks(neck, size)
     assert same_masks(fast, reference)
+    assert calls == [2 * len(model.config.amg.modalities or model.config.modalities)]
     # the filters had real work to do
     assert counts["after_iou_filter"] < counts["candidates"]
     assert 300 < counts["after_stability_filter"] < counts["after_iou_filter"]

@@ -18,6 +18,7 @@ allow, which leaves the result unchanged:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -50,9 +51,11 @@ class Probe:
 
     stage: Stage = no_stage
     counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, name: str, n: int) -> None:
-        self.counts[name] = self.counts.get(name, 0) + int(n)
+        with self._lock:  # embeddings may report from several worker threads
+            self.counts[name] = self.counts.get(name, 0) + int(n)
 
 
 def count_common(a: Tensor, b: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Run independent images in parallel Python threads on the CPU.
+"""Run independent images (or other independent jobs) in parallel Python threads on the CPU.
 
 PyTorch parallelises each operation over the CPU's threads, which costs a
 synchronisation per operation; the encoder runs thousands of mid-sized
@@ -15,12 +15,15 @@ caller's state is re-entered in every worker.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
+from typing import Any, TypeVar
 
 import torch
 
+T = TypeVar("T")
 ENV_SWITCH = "PANOSAMIC_IMAGE_THREADS"  # "0" turns the image-parallel path off
 _executor: ThreadPoolExecutor | None = None
 
@@ -55,25 +58,60 @@ def run_split(num_items: int, workers: int, fn: Callable[[slice], None]) -> None
     Each call runs with ``torch.get_num_threads() // workers`` intra-op threads
     and with the caller's grad, inference and autocast modes.
     """
-    threads = torch.get_num_threads()
     share = num_items // workers
     slices = [slice(i * share, (i + 1) * share) for i in range(workers)]
+    _run_in_workers(workers, fn, slices)
+
+
+def map_parallel(fn: Callable[[int], T], count: int) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, the calls spread over CPU worker threads.
+
+    Jobs are handed out as workers become free (so an odd count still keeps
+    every core busy); each worker gets an equal share of the intra-op threads
+    and the caller's modes. Runs serially with one thread, one job, or
+    ``PANOSAMIC_IMAGE_THREADS=0``.
+    """
+    workers = min(count, torch.get_num_threads())
+    if workers <= 1 or not image_parallel_enabled():
+        return [fn(i) for i in range(count)]
+    return _run_in_workers(workers, fn, range(count))
+
+
+def _run_in_workers(workers: int, fn: Callable[[Any], T], jobs: Iterable[Any]) -> list[T]:
+    threads = torch.get_num_threads()
     inference = torch.is_inference_mode_enabled()
     grad = torch.is_grad_enabled()
     autocast = torch.is_autocast_enabled("cpu")
     dtype = torch.get_autocast_dtype("cpu")
 
-    def work(items: slice) -> None:
+    def work(job: Any) -> T:
         with ExitStack() as stack:
             stack.enter_context(torch.inference_mode(inference))
             stack.enter_context(torch.set_grad_enabled(grad))
             if autocast:
                 stack.enter_context(torch.autocast("cpu", dtype=dtype))
-            fn(items)
+            return fn(job)
+
+    jobs = list(jobs)
+    results: list[Any] = [None] * len(jobs)
+    queue = iter(range(len(jobs)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        # exactly `workers` loops pull jobs, whatever size the shared pool has grown to
+        while True:
+            with lock:
+                index = next(queue, None)
+            if index is None:
+                return
+            results[index] = work(jobs[index])
 
     torch.set_num_threads(max(1, threads // workers))
     try:
-        for future in [_pool(workers).submit(work, s) for s in slices]:
+        futures = [_pool(workers).submit(worker) for _ in range(workers)]
+        wait(futures)  # all workers done before the thread count is restored
+        for future in futures:
             future.result()
     finally:
         torch.set_num_threads(threads)
+    return results

@@ -10,7 +10,7 @@ The output is the reference's: per image a list of dicts ``segmentation``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from .amg import (
     prompt_context,
 )
 from .config import PanoSAMicConfig
+from .cpu_parallel import map_parallel
 from .mask_merge import fuse_dual_view, greedy_merge
 from .prompt_decoding import GridMaskDecoder
 
@@ -102,34 +103,48 @@ def _instance_masks(
         sparse = encode_points(prompt_encoder, points, amg.points_per_batch)
         image_pe, dense = prompt_context(prompt_encoder)
     views = range(config.num_views)
-    n_embeddings = len(sizes) * len(views) * len(embedding_rows(config, 0, 0))
+    jobs = [
+        (i, view, row)
+        for i in range(len(sizes))
+        for view in views
+        for row in embedding_rows(config, i, view)
+    ]
     bar = tqdm(
-        total=n_embeddings * -(-len(points) // amg.points_per_batch),
+        total=len(jobs) * -(-len(points) // amg.points_per_batch),
         desc="instance masks",
         unit="batch",
         disable=not progress,
     )
-    outputs = []
+
+    def masks_of(job: int) -> MaskSet:
+        i, _, row = jobs[job]
+        with stage("mask_decoder"):
+            decoder = GridMaskDecoder(mask_decoder, neck[row : row + 1], image_pe, dense)
+        return generate_masks(decoder, sparse, amg, canvas, network_hw, sizes[i], probe, bar.update)
+
     with bar:
-        for i, size in enumerate(sizes):
-            per_view = []
-            for view in views:
-                sets = []
-                for row in embedding_rows(config, i, view):
-                    with stage("mask_decoder"):
-                        decoder = GridMaskDecoder(
-                            mask_decoder, neck[row : row + 1], image_pe, dense
-                        )
-                    sets.append(
-                        generate_masks(
-                            decoder, sparse, amg, canvas, network_hw, size, probe, bar.update
-                        )
-                    )
-                with stage("merges"):
-                    merged = greedy_merge(MaskSet.cat(sets, size, neck.device), amg.merge_threshold)
-                per_view.append(merged)
-            if len(per_view) == 2:
-                with stage("dual_view_fusion"):
-                    per_view = [fuse_dual_view(per_view[0], per_view[1], amg)]
-            outputs.append(per_view[0].to_dicts())
+        sets = _map_embeddings(masks_of, len(jobs), neck.device)
+    outputs = []
+    for i, size in enumerate(sizes):
+        per_view = []
+        for view in views:
+            mine = [s for s, (j, v, _) in zip(sets, jobs, strict=True) if (j, v) == (i, view)]
+            with stage("merges"):
+                per_view.append(
+                    greedy_merge(MaskSet.cat(mine, size, neck.device), amg.merge_threshold)
+                )
+        if len(per_view) == 2:
+            with stage("dual_view_fusion"):
+                per_view = [fuse_dual_view(per_view[0], per_view[1], amg)]
+        outputs.append(per_view[0].to_dicts())
     return outputs
+
+
+def _map_embeddings(
+    fn: Callable[[int], MaskSet], count: int, device: torch.device
+) -> list[MaskSet]:
+    """The embeddings' masks; on a CPU the embeddings run in parallel worker threads
+    (:func:`~.cpu_parallel.map_parallel`: the same operations, fewer thread synchronisations)."""
+    if device.type != "cpu":
+        return [fn(j) for j in range(count)]
+    return map_parallel(fn, count)
