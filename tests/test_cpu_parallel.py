@@ -45,10 +45,10 @@ def _record_threads(job: int) -> tuple[int, int, bool]:
 
 def test_map_parallel_keeps_order_modes_and_thread_count(monkeypatch, two_threads):
     with torch.inference_mode():
-        results = cpu_parallel.map_parallel(_record_threads, 5)
+        results = cpu_parallel.map_parallel(_record_threads, range(5))
     assert torch.get_num_threads() == 2
     monkeypatch.setenv(cpu_parallel.ENV_SWITCH, "0")
-    serial = cpu_parallel.map_parallel(_record_threads, 3)
+    serial = cpu_parallel.map_parallel(_record_threads, range(3))
     # an odd number of jobs, each worker with one of the two threads, in the caller's mode
     assert results == [(j, 1, True) for j in range(5)]
     assert serial == [(j, 2, False) for j in range(3)]
@@ -61,5 +61,5 @@ def test_map_parallel_raises_a_worker_error_after_all_workers_stop(two_threads):
         return job
 
     with pytest.raises(ValueError, match="job 2 failed"):
-        cpu_parallel.map_parallel(fail_on_two, 4)
+        cpu_parallel.map_parallel(fail_on_two, range(4))
     assert torch.get_num_threads() == 2

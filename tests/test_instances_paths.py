@@ -28,7 +28,9 @@ def test_fast_path_equals_reference_order(height, options, min_nms, two_threads,
     # the fast path runs the embeddings in two worker threads; the reference order serially
     calls = []
     real = instances.map_parallel
-    monkeypatch.setattr(instances, "map_parallel", lambda fn, n: calls.append(n) or real(fn, n))
+    monkeypatch.setattr(
+        instances, "map_parallel", lambda fn, jobs: calls.append(len(jobs)) or real(fn, jobs)
+    )
     model = random_instance_model(**MANY, **options)
     batch = random_panorama(model, height)
     neck = neck_of(model, batch)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
+J = TypeVar("J")
 ENV_SWITCH = "PANOSAMIC_IMAGE_THREADS"  # "0" turns the image-parallel path off
 _executor: ThreadPoolExecutor | None = None
 
@@ -63,28 +64,28 @@ def run_split(num_items: int, workers: int, fn: Callable[[slice], None]) -> None
     _run_in_workers(workers, fn, slices)
 
 
-def map_parallel(fn: Callable[[int], T], count: int) -> list[T]:
-    """``[fn(0), ..., fn(count - 1)]``, the calls spread over CPU worker threads.
+def map_parallel(fn: Callable[[J], T], jobs: Sequence[J]) -> list[T]:
+    """``[fn(job) for job in jobs]``, the calls spread over CPU worker threads.
 
     Jobs are handed out as workers become free (so an odd count still keeps
     every core busy); each worker gets an equal share of the intra-op threads
     and the caller's modes. Runs serially with one thread, one job, or
     ``PANOSAMIC_IMAGE_THREADS=0``.
     """
-    workers = min(count, torch.get_num_threads())
+    workers = min(len(jobs), torch.get_num_threads())
     if workers <= 1 or not image_parallel_enabled():
-        return [fn(i) for i in range(count)]
-    return _run_in_workers(workers, fn, range(count))
+        return [fn(job) for job in jobs]
+    return _run_in_workers(workers, fn, jobs)
 
 
-def _run_in_workers(workers: int, fn: Callable[[Any], T], jobs: Iterable[Any]) -> list[T]:
+def _run_in_workers(workers: int, fn: Callable[[J], T], jobs: Sequence[J]) -> list[T]:
     threads = torch.get_num_threads()
     inference = torch.is_inference_mode_enabled()
     grad = torch.is_grad_enabled()
     autocast = torch.is_autocast_enabled("cpu")
     dtype = torch.get_autocast_dtype("cpu")
 
-    def work(job: Any) -> T:
+    def work(job: J) -> T:
         with ExitStack() as stack:
             stack.enter_context(torch.inference_mode(inference))
             stack.enter_context(torch.set_grad_enabled(grad))
@@ -92,7 +93,6 @@ def _run_in_workers(workers: int, fn: Callable[[Any], T], jobs: Iterable[Any]) -
                 stack.enter_context(torch.autocast("cpu", dtype=dtype))
             return fn(job)
 
-    jobs = list(jobs)
     results: list[Any] = [None] * len(jobs)
     queue = iter(range(len(jobs)))
     lock = threading.Lock()

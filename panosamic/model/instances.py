@@ -11,6 +11,7 @@ The output is the reference's: per image a list of dicts ``segmentation``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -103,48 +104,46 @@ def _instance_masks(
         sparse = encode_points(prompt_encoder, points, amg.points_per_batch)
         image_pe, dense = prompt_context(prompt_encoder)
     views = range(config.num_views)
-    jobs = [
-        (i, view, row)
+    per_image = [
+        [(view, row) for view in views for row in embedding_rows(config, i, view)]
         for i in range(len(sizes))
-        for view in views
-        for row in embedding_rows(config, i, view)
     ]
     bar = tqdm(
-        total=len(jobs) * -(-len(points) // amg.points_per_batch),
+        total=sum(map(len, per_image)) * -(-len(points) // amg.points_per_batch),
         desc="instance masks",
         unit="batch",
         disable=not progress,
     )
 
-    def masks_of(job: int) -> MaskSet:
-        i, _, row = jobs[job]
+    def masks_of(size: tuple[int, int], row: int) -> MaskSet:
         with stage("mask_decoder"):
             decoder = GridMaskDecoder(mask_decoder, neck[row : row + 1], image_pe, dense)
-        return generate_masks(decoder, sparse, amg, canvas, network_hw, sizes[i], probe, bar.update)
+        return generate_masks(decoder, sparse, amg, canvas, network_hw, size, probe, bar.update)
 
-    with bar:
-        sets = _map_embeddings(masks_of, len(jobs), neck.device)
     outputs = []
-    for i, size in enumerate(sizes):
-        per_view = []
-        for view in views:
-            mine = [s for s, (j, v, _) in zip(sets, jobs, strict=True) if (j, v) == (i, view)]
-            with stage("merges"):
-                per_view.append(
-                    greedy_merge(MaskSet.cat(mine, size, neck.device), amg.merge_threshold)
-                )
-        if len(per_view) == 2:
-            with stage("dual_view_fusion"):
-                per_view = [fuse_dual_view(per_view[0], per_view[1], amg)]
-        outputs.append(per_view[0].to_dicts())
+    with bar:
+        for size, jobs in zip(sizes, per_image, strict=True):
+            # one image at a time, so only its masks are held before the merges
+            rows = [row for _, row in jobs]
+            sets = _map_embeddings(partial(masks_of, size), rows, neck.device)
+            per_view = []
+            for view in views:
+                mine = [s for s, (v, _) in zip(sets, jobs, strict=True) if v == view]
+                with stage("merges"):
+                    merged = greedy_merge(MaskSet.cat(mine, size, neck.device), amg.merge_threshold)
+                per_view.append(merged)
+            if len(per_view) == 2:
+                with stage("dual_view_fusion"):
+                    per_view = [fuse_dual_view(per_view[0], per_view[1], amg)]
+            outputs.append(per_view[0].to_dicts())
     return outputs
 
 
 def _map_embeddings(
-    fn: Callable[[int], MaskSet], count: int, device: torch.device
+    fn: Callable[[int], MaskSet], rows: list[int], device: torch.device
 ) -> list[MaskSet]:
     """The embeddings' masks; on a CPU the embeddings run in parallel worker threads
     (:func:`~.cpu_parallel.map_parallel`: the same operations, fewer thread synchronisations)."""
     if device.type != "cpu":
-        return [fn(j) for j in range(count)]
-    return map_parallel(fn, count)
+        return [fn(row) for row in rows]
+    return map_parallel(fn, rows)
