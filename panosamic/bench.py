@@ -215,8 +215,11 @@ def format_table(result: BenchResult) -> str:
         f"{cfg['precision']}, {cfg['device']}, {cfg['height']}x{2 * cfg['height']}",
         f"  median {kind:13s}{result.median_seconds:8.2f} s   (runs: {', '.join(f'{s:.2f}' for s in result.seconds)})",
     ]
+    width = max([18, *(len(name) + 1 for name in result.stages)])
     for name, secs in result.stages.items():
-        lines.append(f"    {name:18s}{secs:8.2f} s")
+        lines.append(f"    {name:{width}s}{secs:8.2f} s")
+    if any(name.startswith("instances.") for name in result.stages) and cfg["device"] == "cpu":
+        lines.append("    (instances.*: summed over the worker threads that share the embeddings)")
     lines.append(
         f"  peak RSS            {result.peak_rss_gb:8.2f} GB  (after building: {result.rss_after_build_gb:.2f} GB)"
     )
