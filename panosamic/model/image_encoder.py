@@ -115,7 +115,7 @@ def attention_with_rel_pos(
     bias_w = torch.einsum("bhwd,wkd->bhwk", grid_q, rel_w)  # (n, h, w, w)
     # bfloat16 on the CPU: SDPA computes in float32 there, plain batched matmuls do not.
     manual = q.dtype == torch.bfloat16 and q.device.type == "cpu"
-    k_t = k.transpose(1, 2) if manual else k
+    k_t = k.transpose(1, 2).contiguous() if manual else k  # once, not per chunk
     buffer = q.new_empty(group, rows, w, h, w)  # one chunk of B, reused
     for g0 in range(0, n, group):
         g = slice(g0, g0 + group)
@@ -210,7 +210,8 @@ class Block(nn.Module):
             hw = (normed.shape[1], normed.shape[2])
             # A padding token is zero after norm1, so its projection is the bias.
             windows = window_partition(qkv, self.window, pad_value=attn.qkv.bias)
-            out = window_unpartition(attn.core(windows), self.window, hw)
+            # contiguous: on the cropped view, matmul would copy the proj weight once per row
+            out = window_unpartition(attn.core(windows), self.window, hw).contiguous()
         else:
             out = attn.core(qkv)
         return attn.proj(out)
