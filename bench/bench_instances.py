@@ -41,21 +41,11 @@ import torch
 from panosamic.bench import BenchConfig, environment, random_model, random_panorama
 from panosamic.model import PanoSAMic
 from panosamic.model.amg import Probe, encode_points, generate_masks, point_grid, prompt_context
+from panosamic.model.instances import STAGES
 from panosamic.model.instances_reference import amg_reference
 from panosamic.model.profiling import StageTimer
 from panosamic.model.prompt_decoding import GridMaskDecoder
 
-STAGES = (
-    "prompt_encoding",
-    "mask_decoder",
-    "mask_upscaling",
-    "upsampling",
-    "filtering",
-    "nms",
-    "small_regions",
-    "merges",
-    "dual_view_fusion",
-)
 SETTINGS = ("confident", "lowered")
 UPSCALE = 20.0
 IOU_SPREAD = 0.05
