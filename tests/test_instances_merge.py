@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from panosamic.model.amg import MaskSet, count_pixels
+from panosamic.model.amg import MaskSet, count_pixels, pairwise_intersections
 from panosamic.model.config import AMGConfig
 from panosamic.model.instances_reference import (
     fuse_dual_view_reference,
@@ -14,7 +14,6 @@ from panosamic.model.instances_reference import (
 from panosamic.model.mask_merge import (
     fuse_dual_view,
     greedy_merge,
-    pairwise_intersections,
     pairwise_iou,
     unroll_shifted_view,
 )

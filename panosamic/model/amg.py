@@ -73,17 +73,23 @@ def count_common(a: Tensor, b: Tensor) -> Tensor:
     return (a.float() @ b.float().T).round().long()
 
 
-def count_pixels(masks: Tensor) -> Tensor:
-    """(K, ...) bool masks -> (K,) int64 pixel counts."""
-    flat = masks.flatten(1)
-    out = torch.zeros(flat.shape[0], dtype=torch.int64, device=flat.device)
-    if flat.shape[0] == 0:
+def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
+    """(Ka, ...) and (Kb, ...) bool masks of equal size -> (Ka, Kb) int64 pixel intersections."""
+    a = a.flatten(1)
+    b = b.flatten(1)
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.int64, device=a.device)
+    if out.numel() == 0:
         return out
-    ones = torch.ones(1, min(PIXEL_CHUNK, flat.shape[1]), dtype=torch.bool, device=flat.device)
-    for start in range(0, flat.shape[1], PIXEL_CHUNK):
-        part = flat[:, start : start + PIXEL_CHUNK]
-        out += count_common(part, ones[:, : part.shape[1]])[:, 0]
+    for start in range(0, a.shape[1], PIXEL_CHUNK):
+        sl = slice(start, start + PIXEL_CHUNK)
+        out += count_common(a[:, sl], b[:, sl])
     return out
+
+
+def count_pixels(masks: Tensor) -> Tensor:
+    """(K, ...) bool masks -> (K,) int64 pixel counts (intersections with an all-true mask)."""
+    everything = torch.ones(1, *masks.shape[1:], dtype=torch.bool, device=masks.device)
+    return pairwise_intersections(masks, everything)[:, 0]
 
 
 @dataclass

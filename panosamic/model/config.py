@@ -11,6 +11,7 @@ describes a custom (for example tiny) SAM image encoder.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -182,14 +183,17 @@ class AMGConfig:
     @classmethod
     def from_json(cls, section: dict[str, Any] | None) -> AMGConfig:
         """The JSON ``"amg"`` section (keys as above; ``//`` keys are comments)."""
-        if section is None:
-            return cls()
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in section.items() if not k.startswith("//")}
-        unknown = set(values) - known
+        values = {k: v for k, v in (section or {}).items() if not k.startswith("//")}
+        return cls().updated(values, what="config keys")
+
+    def updated(self, changes: Mapping[str, Any], what: str = "settings") -> AMGConfig:
+        """A copy with ``changes`` (field names) applied; unknown names are an error
+        ("unknown amg <what> ...")."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
         if unknown:
-            raise ValueError(f"unknown amg config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+            raise ValueError(f"unknown amg {what} {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

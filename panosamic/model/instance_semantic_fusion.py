@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .mask_merge import pairwise_intersections
+from .amg import pairwise_intersections
 
 
 def _mask_stack(masks: Sequence[Any], size: tuple[int, int], device: torch.device) -> Tensor:
@@ -63,18 +63,11 @@ def refine_semantic_with_instances(sem_preds: Tensor, masks: Sequence[Any]) -> T
     if not masks:
         return sem_preds
     batched = sem_preds.dim() == 4
-    if batched:
-        if sem_preds.shape[0] != 1:
-            raise ValueError(
-                f"expected semantic logits (C, H, W) or (1, C, H, W), got {tuple(sem_preds.shape)}"
-            )
-        logits = sem_preds[0]
-    elif sem_preds.dim() == 3:
-        logits = sem_preds
-    else:
+    if not (sem_preds.dim() == 3 or (batched and sem_preds.shape[0] == 1)):
         raise ValueError(
             f"expected semantic logits (C, H, W) or (1, C, H, W), got {tuple(sem_preds.shape)}"
         )
+    logits = sem_preds[0] if batched else sem_preds
     num_classes, h, w = logits.shape
     base = logits.argmax(dim=0)
     stack = _mask_stack(masks, (h, w), logits.device)

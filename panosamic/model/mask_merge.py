@@ -10,21 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .amg import PIXEL_CHUNK, MaskSet, count_common, count_pixels
+from .amg import MaskSet, count_pixels, pairwise_intersections
 from .config import AMGConfig
-
-
-def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
-    """(Ka, ...) and (Kb, ...) bool masks of equal size -> (Ka, Kb) int64 pixel intersections."""
-    a = a.flatten(1)
-    b = b.flatten(1)
-    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.int64, device=a.device)
-    if out.numel() == 0:
-        return out
-    for start in range(0, a.shape[1], PIXEL_CHUNK):
-        sl = slice(start, start + PIXEL_CHUNK)
-        out += count_common(a[:, sl], b[:, sl])
-    return out
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:

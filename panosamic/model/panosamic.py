@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .amg import Probe
-from .config import AMGConfig, PanoSAMicConfig
+from .config import PanoSAMicConfig
 from .fusion import FeatureFuser
 from .image_encoder import ImageEncoderViT
 from .inputs import encoder_batch, resize_to, validate_batch
@@ -166,11 +166,7 @@ class PanoSAMic(nn.Module):
         For example ``model.set_amg(points_per_side=16, point_grid="image")``.
         Returns the model.
         """
-        known = {f.name for f in fields(AMGConfig)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"unknown amg settings {sorted(unknown)}; known: {sorted(known)}")
-        self.config = replace(self.config, amg=replace(self.config.amg, **changes))
+        self.config = replace(self.config, amg=self.config.amg.updated(changes))
         return self
 
     # ---------------------------------------------------------------- forward
