@@ -7,6 +7,7 @@ import torch
 
 from panosamic.model.amg import (
     encode_points,
+    low_res_region,
     point_grid,
     prompt_context,
     upsample_to_image,
@@ -58,6 +59,16 @@ def test_grid_decoder_equals_sam_mask_decoder(vit_b):
             for subset in ([0], [n - 1], [1, 4, 5], list(range(1, n, 2))):
                 index = torch.tensor(subset)
                 assert torch.equal(decoder.masks(decoded, index), masks_ref[index]), subset
+            # only the image tokens under the image (landscape and portrait) are upscaled
+            side = masks_ref.shape[-1]
+            assert decoder.mask_side == side
+            for network in ((enc.img_size // 2, enc.img_size), (enc.img_size, enc.img_size // 3)):
+                rows, cols = low_res_region(enc.img_size, side, network)
+                cropped = decoder.masks(decoded, torch.arange(n), (rows, cols))
+                r, c = cropped.shape[-2:]
+                assert rows <= r < rows + 4 and cols <= c < cols + 4
+                assert (r, c) != (side, side)
+                assert torch.equal(cropped, masks_ref[..., :r, :c]), network
     assert masks_ref.abs().max() > 10  # sharp masks: the comparison covers large logits
 
 
@@ -87,13 +98,22 @@ def test_grid_decoder_single_prompt_equals_sam():
         (256, (128, 256), (128, 256)),
         (256, (128, 256), (64, 128)),
         (256, (128, 256), (256, 512)),
+        (256, (256, 96), (256, 96)),
         (1024, (512, 1024), (512, 1024)),
     ],
 )
 def test_crop_first_upsampling_equals_canvas_upsampling(canvas, network, out):
     generator = torch.Generator().manual_seed(0)
-    low = torch.randn(5, canvas // 4, canvas // 4, generator=generator) * 20
+    side = canvas // 4
+    low = torch.randn(5, side, side, generator=generator) * 20
     fast = upsample_to_image(low, canvas, network, out)
     reference = upsample_to_image_reference(low, canvas, network, out)
     assert fast.shape == (5, *out)
     assert torch.equal(fast, reference)
+    # low-res masks cropped to the region upsampling reads give the same logits
+    rows, cols = low_res_region(canvas, side, network)
+    assert (rows, cols) != (side, side)
+    cropped = upsample_to_image(low[:, :rows, :cols], canvas, network, out, side)
+    assert torch.equal(cropped, reference)
+    with pytest.raises(ValueError, match="do not cover"):
+        upsample_to_image(low[:, : rows - 1, :cols], canvas, network, out, side)

@@ -7,9 +7,11 @@ allow, which leaves the result unchanged:
 1. the predicted-IoU filter needs no mask, so it runs on the transformer's
    output, and only the prompts with a surviving candidate get their
    low-resolution masks (:meth:`GridMaskDecoder.masks`);
-2. only the surviving candidates are upsampled, and only the canvas rows the
-   image crop keeps are computed (:func:`upsample_to_image`, bit-identical to
-   upsampling the whole canvas and cropping);
+2. only the surviving candidates are upscaled and upsampled, and only the
+   part of the canvas the image crop keeps: the image tokens that the kept
+   low-res rows come from (:meth:`GridMaskDecoder.masks`) and the canvas rows
+   kept (:func:`upsample_to_image`), bit-identical to computing the whole
+   canvas and cropping;
 3. the stability score needs the upsampled logits, so it is computed right
    after upsampling, a few masks at a time; the stable masks are kept as
    booleans (all later steps threshold at ``mask_threshold`` anyway);
@@ -199,29 +201,43 @@ def prompt_context(prompt_encoder: nn.Module) -> tuple[Tensor, Tensor]:
 
 
 # --------------------------------------------------------------- upsampling
+def low_res_region(canvas: int, side: int, network_hw: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns of ``side`` x ``side`` low-res masks that :func:`upsample_to_image` reads.
+
+    Bilinear upsampling by an integer factor f reads, for the first h output
+    rows, the source rows below ceil(h / f) + 1 (the same for columns).
+    """
+    if canvas % side:
+        return side, side
+    f = canvas // side
+    h, w = network_hw
+    return min(side, -(-h // f) + 1), min(side, -(-w // f) + 1)
+
+
 def upsample_to_image(
-    low: Tensor, canvas: int, network_hw: tuple[int, int], out_hw: tuple[int, int]
+    low: Tensor,
+    canvas: int,
+    network_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    side: int | None = None,
 ) -> Tensor:
-    """(k, s, s) low-res logits -> (k, H, W) logits at the input resolution.
+    """(k, s, s) low-res logits, or their top-left crop -> (k, H, W) logits at the input resolution.
 
     Equals bilinear upsampling to the ``canvas`` square, cropping to the
     network's image (h, w) and :func:`resize_to` (H, W), bit for bit, but only
-    computes the canvas rows the crop keeps: bilinear interpolation with an
-    integer factor f reads source rows up to ceil(h / f) for the first h rows.
+    computes the canvas rows and columns the crop keeps (:func:`low_res_region`).
+    ``side``: s, when ``low`` is a crop that covers at least that region.
     """
     h, w = network_hw
-    s = low.shape[-1]
-    if canvas % s:  # no exact row correspondence: upsample the whole canvas
-        rows = s
-        up = F.interpolate(
-            low[:, None], size=(canvas, canvas), mode="bilinear", align_corners=False
+    s = side or low.shape[-1]
+    rows, cols = low_res_region(canvas, s, network_hw)
+    if low.shape[-2] < rows or low.shape[-1] < cols:
+        raise ValueError(
+            f"low-res masks {tuple(low.shape[-2:])} do not cover the {rows} x {cols} "
+            f"region that upsampling {s} x {s} masks to {canvas} and cropping to {h} x {w} needs"
         )
-    else:
-        f = canvas // s
-        rows = min(s, -(-h // f) + 1)
-        up = F.interpolate(
-            low[:, None, :rows], size=(rows * f, canvas), mode="bilinear", align_corners=False
-        )
+    size = (canvas, canvas) if canvas % s else (rows * (canvas // s), cols * (canvas // s))
+    up = F.interpolate(low[:, None, :rows, :cols], size=size, mode="bilinear", align_corners=False)
     return resize_to(up[..., :h, :w], out_hw)[:, 0]
 
 
@@ -311,6 +327,9 @@ def generate_masks(
     """
     probe = probe or Probe()
     tokens = _mask_token_slice(amg)
+    side = decoder.mask_side
+    # only the low-res rows and columns that the image (not the padding) needs
+    needed = None if side is None else low_res_region(canvas, side, network_hw)
     stable: list[MaskSet] = []
     for sl in prompt_slices(sparse.shape[0], amg.points_per_batch):
         with probe.stage("mask_decoder"):
@@ -326,13 +345,10 @@ def generate_masks(
         if len(prompts) == 0:
             continue
         with probe.stage("mask_upscaling"):
-            low = decoder.masks(decoded, prompts)[:, tokens]
+            low = decoder.masks(decoded, prompts, needed)[:, tokens]
         chosen = passed[prompts]
-        stable.append(
-            _stable_candidates(
-                low[chosen], iou[prompts][chosen], amg, canvas, network_hw, out_hw, probe
-            )
-        )
+        where = (canvas, network_hw, out_hw, side)
+        stable.append(_stable_candidates(low[chosen], iou[prompts][chosen], amg, where, probe))
     candidates = MaskSet.cat(stable, out_hw, sparse.device)
     probe.count("after_stability_filter", len(candidates))
     masks = finish_masks(candidates, amg, probe)
@@ -344,16 +360,19 @@ def _stable_candidates(
     low: Tensor,
     iou: Tensor,
     amg: AMGConfig,
-    canvas: int,
-    network_hw: tuple[int, int],
-    out_hw: tuple[int, int],
+    where: tuple[int, tuple[int, int], tuple[int, int], int | None],
     probe: Probe,
 ) -> MaskSet:
-    """Upsample IoU-filtered candidates (k, s, s) a few at a time and keep the stable ones."""
+    """Upsample IoU-filtered candidates (k, s, s) a few at a time and keep the stable ones.
+
+    ``where``: canvas side, network (h, w), output (H, W), and s when ``low``
+    is cropped (:func:`upsample_to_image`).
+    """
+    out_hw = where[2]
     kept: list[MaskSet] = []
     for sl in prompt_slices(low.shape[0], UPSAMPLE_MASKS):
         with probe.stage("upsampling"):
-            logits = upsample_to_image(low[sl], canvas, network_hw, out_hw)
+            logits = upsample_to_image(low[sl], *where)
         with probe.stage("filtering"):
             stability = stability_scores(logits, amg)
             ok = torch.nonzero(stability >= amg.stability_score_thresh).flatten()

@@ -59,6 +59,11 @@ class DecodedPrompts:
         starts = [0]
         for chunk in self.image:
             starts.append(starts[-1] + chunk.shape[0])
+        first, last = int(index[0]), int(index[-1])
+        j = bisect_right(starts, first) - 1
+        if last - first == len(index) - 1 and last < starts[j + 1]:
+            # consecutive prompts of one chunk: a view, laid out as a copy would be
+            return self.image[j][first - starts[j] : last + 1 - starts[j]]
         rows = []
         for i in index.tolist():
             j = bisect_right(starts, i) - 1
@@ -101,6 +106,34 @@ def _attention(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return attn.out_proj(heads)
 
 
+def _sam_upscaling_parts(upscaling: nn.Sequential) -> list[nn.Module] | None:
+    """The five modules of SAM's ``output_upscaling``, or None for another layout."""
+    from segment_anything.modeling.common import LayerNorm2d
+
+    parts = list(upscaling)
+    expected = (nn.ConvTranspose2d, LayerNorm2d, nn.GELU, nn.ConvTranspose2d, nn.GELU)
+    if len(parts) != 5 or not all(isinstance(m, t) for m, t in zip(parts, expected, strict=True)):
+        return None
+    if parts[2].approximate != "none" or parts[4].approximate != "none":
+        return None
+    return parts
+
+
+def upscaling_factor(upscaling: nn.Sequential) -> int | None:
+    """How many mask pixels per image token and axis SAM's upscaling makes (4), when every
+    output pixel depends on one token only (kernel == stride); None otherwise."""
+    parts = _sam_upscaling_parts(upscaling)
+    if parts is None:
+        return None
+    factor = 1
+    for conv in (parts[0], parts[3]):
+        k, stride = conv.kernel_size, conv.stride
+        if k[0] != k[1] or stride != k or conv.padding != (0, 0) or conv.output_padding != (0, 0):
+            return None
+        factor *= k[0]
+    return factor
+
+
 def _upscale(upscaling: nn.Sequential, x: Tensor) -> Tensor:
     """SAM's ``output_upscaling`` (ConvT, LayerNorm2d, GELU, ConvT, GELU) with fewer passes.
 
@@ -108,15 +141,10 @@ def _upscale(upscaling: nn.Sequential, x: Tensor) -> Tensor:
     it is computed once and normalised in place (the same operations on the
     same numbers). Any other layout of the module runs as it is.
     """
-    from segment_anything.modeling.common import LayerNorm2d
-
-    parts = list(upscaling)
-    expected = (nn.ConvTranspose2d, LayerNorm2d, nn.GELU, nn.ConvTranspose2d, nn.GELU)
-    if len(parts) != 5 or not all(isinstance(m, t) for m, t in zip(parts, expected, strict=True)):
+    parts = _sam_upscaling_parts(upscaling)
+    if parts is None:
         return upscaling(x)
-    conv1, norm, act1, conv2, act2 = parts
-    if act1.approximate != "none" or act2.approximate != "none":
-        return upscaling(x)
+    conv1, norm, _, conv2, _ = parts
     x = conv1(x)
     centred = x - x.mean(1, keepdim=True)
     del x
@@ -176,6 +204,9 @@ class GridMaskDecoder:
             image_side_prompts = IMAGE_SIDE_BYTES // (c * h * w * image_embedding.element_size())
         self.step = max(1, image_side_prompts)
         self.shape = (c, h, w)
+        factor = upscaling_factor(mask_decoder.output_upscaling)
+        # side of the (square) low-resolution masks, where the crop of :meth:`masks` applies
+        self.mask_side = None if factor is None or h != w else factor * h
         # (1, N, C) views in SAM's (transposed) layout: the first block projects
         # them as they are, and the layout selects the GEMM kernel. SAM copies
         # the embedding into a standard (N, C, h, w) tensor first (a channels-last
@@ -272,10 +303,21 @@ class GridMaskDecoder:
         return out
 
     # ---------------------------------------------------------------- masks
-    def masks(self, decoded: DecodedPrompts, index: Tensor) -> Tensor:
-        """Low-resolution mask logits (len(index), num_mask_tokens, 4h, 4w) of the prompts ``index``."""
+    def masks(
+        self, decoded: DecodedPrompts, index: Tensor, needed: tuple[int, int] | None = None
+    ) -> Tensor:
+        """Low-resolution mask logits (len(index), num_mask_tokens, 4h, 4w) of the prompts ``index``.
+
+        ``needed``: (rows, cols) of the low-resolution masks that are used
+        (their top-left corner; e.g. the image without the canvas padding).
+        Only the image tokens those rows and columns come from are upscaled,
+        so the masks are cropped to whole tokens (4 x 4 pixels) covering them;
+        the kept pixels equal the full computation bit for bit (each
+        upscaled pixel depends on one image token).
+        """
         dec = self.decoder
         c, h, w = self.shape
+        th, tw = self._token_region(needed)
         chunks = []
         for sl in step_slices(len(index), self.step):
             idx = index[sl]
@@ -285,10 +327,22 @@ class GridMaskDecoder:
                 idx = idx.repeat(2)
             image = decoded.image_tokens(idx)
             b = image.shape[0]
-            upscaled = _upscale(dec.output_upscaling, image.transpose(1, 2).view(b, c, h, w))
+            # a view of the crop: the convolutions see the full tensor's strides
+            tokens = image.transpose(1, 2).view(b, c, h, w)[:, :, :th, :tw]
+            upscaled = _upscale(dec.output_upscaling, tokens)
             _, c2, uh, uw = upscaled.shape
-            logits = decoded.hyper_in[idx] @ upscaled.view(b, c2, uh * uw)
+            logits = decoded.hyper_in[idx] @ upscaled.reshape(b, c2, uh * uw)
             chunks.append(logits.view(b, -1, uh, uw)[: sl.stop - sl.start])
         if not chunks:
-            return decoded.hyper_in.new_empty(0, dec.num_mask_tokens, 4 * h, 4 * w)
+            f = upscaling_factor(dec.output_upscaling) or 4
+            return decoded.hyper_in.new_empty(0, dec.num_mask_tokens, f * th, f * tw)
         return torch.cat(chunks)
+
+    def _token_region(self, needed: tuple[int, int] | None) -> tuple[int, int]:
+        """Image-token rows and columns that the low-resolution pixels ``needed`` come from."""
+        _, h, w = self.shape
+        factor = upscaling_factor(self.decoder.output_upscaling)
+        if needed is None or factor is None:
+            return h, w
+        rows, cols = needed
+        return min(h, -(-rows // factor)), min(w, -(-cols // factor))
