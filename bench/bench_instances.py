@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,22 @@ import torch
 
 from panosamic.bench import BenchConfig, environment, random_model, random_panorama
 from panosamic.model import PanoSAMic
-from panosamic.model.amg import Probe, encode_points, generate_masks, point_grid, prompt_context
+from panosamic.model.amg import (
+    Probe,
+    Upsampling,
+    encode_points,
+    generate_masks,
+    point_grid,
+    prompt_context,
+    prompt_decoder,
+    prompt_slices,
+    stability_scores,
+)
 from panosamic.model.instances import STAGES
 from panosamic.model.instances_reference import amg_reference
 from panosamic.model.profiling import StageTimer
 from panosamic.model.prompt_decoding import GridMaskDecoder
+from panosamic.model.workspace import Workspace
 
 SETTINGS = ("confident", "lowered")
 UPSCALE = 20.0
@@ -86,7 +98,11 @@ def make_confident(model: PanoSAMic, neck: torch.Tensor, seed: int) -> None:
 
 
 def amg_changes(setting: str, args: argparse.Namespace) -> dict[str, Any]:
-    changes: dict[str, Any] = {"points_per_side": args.points_per_side, "point_grid": args.grid}
+    changes: dict[str, Any] = {
+        "points_per_side": args.points_per_side,
+        "point_grid": args.grid,
+        "decoder": args.decoder,
+    }
     if args.amg_modalities:
         changes["modalities"] = tuple(args.amg_modalities.split(","))
     if args.min_region_area:
@@ -103,15 +119,22 @@ def stage_seconds(timer: StageTimer) -> dict[str, float]:
     return {name: round(out.get(name, 0.0), 3) for name in STAGES}
 
 
-def masks_equal(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        same = torch.equal(x["segmentation"], y["segmentation"])
-        scores = all(x[k] == y[k] for k in ("area", "predicted_iou", "stability_score"))
-        if not (same and scores):
-            return False
-    return True
+def compare_masks(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether two mask lists hold the same masks and areas in the same order, and how far
+    their scores differ."""
+    same = len(a) == len(b) and all(
+        torch.equal(x["segmentation"], y["segmentation"]) and x["area"] == y["area"]
+        for x, y in zip(a, b, strict=True)
+    )
+    score_diff = max(
+        (
+            abs(x[k] - y[k])
+            for x, y in zip(a, b, strict=False)
+            for k in ("predicted_iou", "stability_score")
+        ),
+        default=0.0,
+    )
+    return {"identical_masks": same, "max_score_difference": score_diff}
 
 
 def run_fast(model: PanoSAMic, neck: torch.Tensor, size: tuple[int, int]) -> dict[str, Any]:
@@ -158,7 +181,7 @@ def run_one_embedding(
             )
             pe, dense = prompt_context(model.prompt_encoder)
         with fast_counts.stage("mask_decoder"):
-            decoder = GridMaskDecoder(model.mask_decoder, emb, pe, dense)
+            decoder = prompt_decoder(amg, model.mask_decoder, emb, pe, dense)
         fast = generate_masks(decoder, sparse, amg, canvas, net, size, fast_counts).to_dicts()
         out["fast"] = {
             "seconds": round(time.perf_counter() - start, 2),
@@ -175,9 +198,60 @@ def run_one_embedding(
             "seconds": round(time.perf_counter() - start, 2),
             "stages": stage_seconds(ref_timer),
         }
-    out["identical_masks"] = masks_equal(fast, ref)
+    out |= compare_masks(fast, ref)
     out["masks"] = len(fast)
     out["speedup"] = round(out["reference"]["seconds"] / out["fast"]["seconds"], 2)
+    return out
+
+
+def compare_decoders(model: PanoSAMic, neck: torch.Tensor, size: tuple[int, int]) -> dict[str, Any]:
+    """Every candidate of the first embedding through the factored and the exact decoder:
+    how often the filter decisions and the candidates' mask pixels differ."""
+    cfg = model.config
+    amg, canvas, net = cfg.amg, cfg.encoder.img_size, cfg.input_size
+    sparse = encode_points(model.prompt_encoder, point_grid(amg, canvas, net), amg.points_per_batch)
+    pe, dense = prompt_context(model.prompt_encoder)
+    tokens = slice(1, None) if amg.multimask_output else slice(0, 1)
+    upsampling = Upsampling(canvas, net, size, None, Workspace(neck))
+    out = {"candidates": 0, "iou_decisions_differ": 0, "stability_decisions_differ": 0}
+    out |= {
+        "stable_in_both": 0,
+        "pixels_compared": 0,
+        "pixels_differ": 0,
+        "max_iou_difference": 0.0,
+    }
+    decoders = [
+        prompt_decoder(replace(amg, decoder=kind), model.mask_decoder, neck[:1], pe, dense)
+        for kind in ("factored", "exact")
+    ]
+    with torch.no_grad():
+        for sl in prompt_slices(sparse.shape[0], amg.points_per_batch):
+            fast, exact = (d.run_transformer(sparse[sl]) for d in decoders)
+            iou_f, iou_e = fast.iou[:, tokens], exact.iou[:, tokens]
+            out["candidates"] += iou_f.numel()
+            out["max_iou_difference"] = max(
+                out["max_iou_difference"], float((iou_f - iou_e).abs().max())
+            )
+            passed_f, passed_e = iou_f >= amg.pred_iou_thresh, iou_e >= amg.pred_iou_thresh
+            out["iou_decisions_differ"] += int((passed_f != passed_e).sum())
+            prompts = torch.nonzero((passed_f & passed_e).any(1)).flatten()
+            if len(prompts) == 0:
+                continue
+            both = (passed_f & passed_e)[prompts]
+            low_f = decoders[0].masks(fast, prompts)[:, tokens][both]
+            low_e = decoders[1].masks(exact, prompts)[:, tokens][both]
+            for i in range(0, len(low_f), 4):
+                logits_f = upsampling(low_f[i : i + 4]).clone()
+                logits_e = upsampling(low_e[i : i + 4])
+                stable_f = stability_scores(logits_f, amg) >= amg.stability_score_thresh
+                stable_e = stability_scores(logits_e, amg) >= amg.stability_score_thresh
+                out["stability_decisions_differ"] += int((stable_f != stable_e).sum())
+                kept = stable_f & stable_e
+                masks_f = logits_f[kept] > amg.mask_threshold
+                masks_e = logits_e[kept] > amg.mask_threshold
+                out["stable_in_both"] += int(kept.sum())
+                out["pixels_compared"] += masks_f.numel()
+                out["pixels_differ"] += int((masks_f != masks_e).sum())
     return out
 
 
@@ -204,14 +278,15 @@ def format_table(setting: str, result: dict[str, Any]) -> str:
         )
     if "reference" in result:
         lines.append(
-            f"reference order / fast: {result['speedup']:.2f}x, identical masks: {result['identical_masks']}"
+            f"reference order / fast: {result['speedup']:.2f}x, identical masks: "
+            f"{result['identical_masks']}, largest score difference {result['max_score_difference']:.2g}"
         )
     if "one_embedding" in result:
         one = result["one_embedding"]
         lines.append(
             f"one embedding: reference order / fast {one['speedup']:.2f}x, identical masks: "
-            f"{one['identical_masks']}; candidates: "
-            + ", ".join(f"{k} {v}" for k, v in one["fast"]["counts"].items())
+            f"{one['identical_masks']}, largest score difference {one['max_score_difference']:.2g}; "
+            "candidates: " + ", ".join(f"{k} {v}" for k, v in one["fast"]["counts"].items())
         )
     if "fast" in result:
         lines.append(
@@ -227,12 +302,20 @@ def main() -> None:
     parser.add_argument("--reference", choices=("none", "embedding", "full"), default="none")
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--grid", choices=("canvas", "image"), default="canvas")
+    parser.add_argument(
+        "--decoder", choices=("factored", "exact"), default="factored", help="amg decoder"
+    )
     parser.add_argument("--amg-modalities", default="", help="e.g. 'image' (default: all)")
     parser.add_argument("--min-region-area", type=int, default=0)
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--compare-decoders",
+        action="store_true",
+        help="how often the factored and the exact decoder disagree on one embedding's candidates",
+    )
     parser.add_argument(
         "--no-full", action="store_true", help="with --reference embedding: skip the full fast run"
     )
@@ -269,10 +352,13 @@ def main() -> None:
             ref = run_reference_full(model, neck, size)
             ref_masks = ref.pop("masks")
             result["reference"] = ref
-            result["identical_masks"] = masks_equal(fast_masks, ref_masks)
+            result |= compare_masks(fast_masks, ref_masks)
             result["speedup"] = round(ref["seconds"] / fast["seconds"], 2)
         elif args.reference == "embedding":
             result["one_embedding"] = run_one_embedding(model, neck, size)
+        if args.compare_decoders:
+            result["decoders"] = compare_decoders(model, neck, size)
+            print("factored vs exact decoder, first embedding:", result["decoders"], flush=True)
         results[setting] = result
         print(format_table(setting, result), flush=True)
         print(flush=True)

@@ -62,17 +62,15 @@ def neck_of(model: PanoSAMic, batch: list[dict[str, torch.Tensor]]) -> torch.Ten
         return model.forward_features(batch, keep_neck=True, keep_all=False)["encoder_neck"]
 
 
-def same_masks(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-    """Equal mask lists: segmentation, area and both scores, in the same order."""
+def same_masks(a: list[dict[str, Any]], b: list[dict[str, Any]], score_tol: float = 0.0) -> bool:
+    """Equal mask lists in the same order: segmentation and area equal, both scores
+    within ``score_tol`` (0: equal)."""
     if len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=True):
-        if not torch.equal(x["segmentation"], y["segmentation"]):
+        if not torch.equal(x["segmentation"], y["segmentation"]) or x["area"] != y["area"]:
             return False
-        if (x["area"], x["predicted_iou"], x["stability_score"]) != (
-            y["area"],
-            y["predicted_iou"],
-            y["stability_score"],
-        ):
-            return False
+        for key in ("predicted_iou", "stability_score"):
+            if abs(x[key] - y[key]) > score_tol:
+                return False
     return True

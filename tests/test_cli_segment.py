@@ -93,12 +93,13 @@ def test_segment_with_instances_refines_like_the_api(tmp_path, refine):
     args = ["segment", *file_args(root), "--checkpoint", str(hub), "--variant", "tiny-instances"]
     args += ["--config", str(config), "--sam-weights", str(sam), "--out", str(out), "--quiet"]
     args += ["--point-grid", "image", "--instance-modalities", "image", "depth"]
-    assert main(args if refine else [*args, "--no-refine"]) == 0
+    assert main(args if refine else [*args, "--no-refine", "--exact-decoder"]) == 0
 
     model = load_panosamic(
         hub, subfolder="tiny-instances", config_path=config, sam_weights_path=sam
     )
-    model.set_amg(point_grid="image", modalities=("image", "depth"))
+    decoder = "factored" if refine else "exact"
+    model.set_amg(point_grid="image", modalities=("image", "depth"), decoder=decoder)
     with torch.no_grad():
         (expected,) = model([api_inputs(root)], refine=True)
     assert expected["instance_masks"], "the fixture should give instance masks"

@@ -16,11 +16,11 @@ from panosamic.model.amg import (
     generate_masks,
     point_grid,
     prompt_context,
+    prompt_decoder,
 )
 from panosamic.model.config import AMGConfig, PanoSAMicConfig, model_config_from_dict
 from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
 from panosamic.model.mask_merge import pairwise_iou
-from panosamic.model.prompt_decoding import GridMaskDecoder
 from tests.conftest import golden_model_json
 from tests.instance_models import neck_of, random_instance_model, random_panorama
 
@@ -86,7 +86,7 @@ def _one_embedding(model, amg: AMGConfig, neck: torch.Tensor, size=(64, 128)):
     probe = Probe()
     sparse = encode_points(model.prompt_encoder, point_grid(amg, 256, cfg.input_size), 64)
     pe, dense = prompt_context(model.prompt_encoder)
-    decoder = GridMaskDecoder(model.mask_decoder, neck[:1], pe, dense)
+    decoder = prompt_decoder(amg, model.mask_decoder, neck[:1], pe, dense)
     with torch.no_grad():
         masks = generate_masks(decoder, sparse, amg, 256, cfg.input_size, size, probe)
     return masks, probe.counts

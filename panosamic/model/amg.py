@@ -12,10 +12,11 @@ allow, which leaves the result unchanged:
    low-res rows come from (:meth:`GridMaskDecoder.masks`) and the canvas rows
    kept (:func:`upsample_to_image`), bit-identical to computing the whole
    canvas and cropping;
-3. the stability score needs the upsampled logits, so it is computed right
-   after upsampling, a few masks at a time; the stable masks are kept as
-   booleans (all later steps threshold at ``mask_threshold`` anyway);
-4. boxes and SAM's box NMS then run on the stable masks, as in the reference.
+3. the stability score and the box need the upsampled logits, so they are
+   computed right after upsampling, a few masks at a time, into a reused
+   buffer; a stable candidate is kept at low resolution with its box;
+4. SAM's box NMS runs on those boxes, and only the masks it keeps are
+   upsampled again (the same numbers) and thresholded at ``mask_threshold``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import AMGConfig
+from .factored_decoding import FactoredMaskDecoder
 from .inputs import resize_to
 from .prompt_decoding import GridMaskDecoder, prompt_slices
+from .workspace import Workspace
 
-UPSAMPLE_MASKS = 16  # masks upsampled together (16 x 512 x 1024 floats = 32 MiB)
+UPSAMPLE_MASKS = 4  # masks upsampled together (4 x 512 x 1024 floats = 8 MiB: cached)
 PIXEL_CHUNK = 1 << 16  # pixels per counting matrix product
 
 
@@ -220,13 +223,15 @@ def upsample_to_image(
     network_hw: tuple[int, int],
     out_hw: tuple[int, int],
     side: int | None = None,
+    work: Workspace | None = None,
 ) -> Tensor:
     """(k, s, s) low-res logits, or their top-left crop -> (k, H, W) logits at the input resolution.
 
     Equals bilinear upsampling to the ``canvas`` square, cropping to the
     network's image (h, w) and :func:`resize_to` (H, W), bit for bit, but only
     computes the canvas rows and columns the crop keeps (:func:`low_res_region`).
-    ``side``: s, when ``low`` is a crop that covers at least that region.
+    ``side``: s, when ``low`` is a crop that covers at least that region;
+    ``work``: upsample into its buffer (valid until the next call with it).
     """
     h, w = network_hw
     s = side or low.shape[-1]
@@ -237,7 +242,12 @@ def upsample_to_image(
             f"region that upsampling {s} x {s} masks to {canvas} and cropping to {h} x {w} needs"
         )
     size = (canvas, canvas) if canvas % s else (rows * (canvas // s), cols * (canvas // s))
-    up = F.interpolate(low[:, None, :rows, :cols], size=size, mode="bilinear", align_corners=False)
+    src = low[:, None, :rows, :cols]
+    if work is None:
+        up = F.interpolate(src, size=size, mode="bilinear", align_corners=False)
+    else:  # the kernel F.interpolate runs, into a reused buffer
+        out = work.get("upsampled", (low.shape[0], 1, *size))
+        up = torch.ops.aten.upsample_bilinear2d.out(src, size, False, None, None, out=out)
     return resize_to(up[..., :h, :w], out_hw)[:, 0]
 
 
@@ -258,15 +268,39 @@ def stability_scores(logits: Tensor, amg: AMGConfig) -> Tensor:
     return calculate_stability_score(logits, amg.mask_threshold, amg.stability_score_offset)
 
 
-def box_nms(masks: Tensor, iou: Tensor, amg: AMGConfig) -> Tensor:
-    """Indices kept by SAM's box NMS (one category, score = predicted IoU), best first."""
-    from segment_anything.utils.amg import batched_mask_to_box
+def logit_boxes(logits: Tensor, threshold: float) -> Tensor:
+    """SAM's XYXY boxes of the masks ``logits > threshold`` -> (k, 4) int64, [0, 0, 0, 0]
+    when empty (``batched_mask_to_box``'s numbers).
+
+    A row holds a mask pixel iff its largest logit is above the threshold, so two
+    reductions of the logits replace the boolean masks.
+    """
+    rows = logits.amax(-1) > threshold  # (k, H)
+    cols = logits.amax(-2) > threshold  # (k, W)
+    top, bottom = _first_last(rows)
+    left, right = _first_last(cols)
+    boxes = torch.stack([left, top, right, bottom], dim=-1)
+    return boxes * rows.any(-1, keepdim=True)
+
+
+def _first_last(inside: Tensor) -> tuple[Tensor, Tensor]:
+    """First and last True index along the last axis of (k, n) bool (0 where none)."""
+    n = inside.shape[-1]
+    first = inside.byte().argmax(-1)  # the first of equal maxima
+    last = n - 1 - inside.flip(-1).byte().argmax(-1)
+    return first, last
+
+
+def box_nms(boxes: Tensor, iou: Tensor, amg: AMGConfig) -> Tensor:
+    """Indices of (k, 4) boxes kept by SAM's box NMS (one category, score = predicted IoU),
+    best first."""
     from torchvision.ops import batched_nms
 
-    if masks.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long, device=masks.device)
-    boxes = batched_mask_to_box(masks).float()
-    return batched_nms(boxes, iou, torch.zeros_like(iou, dtype=torch.long), amg.box_nms_thresh)
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    return batched_nms(
+        boxes.float(), iou, torch.zeros_like(iou, dtype=torch.long), amg.box_nms_thresh
+    )
 
 
 def remove_small_regions(masks: Tensor, min_area: int) -> Tensor:
@@ -288,11 +322,8 @@ def remove_small_regions(masks: Tensor, min_area: int) -> Tensor:
     return torch.from_numpy(keep[labels]).to(masks.device)
 
 
-def finish_masks(candidates: MaskSet, amg: AMGConfig, probe: Probe | None = None) -> MaskSet:
-    """Box NMS, small-region removal, empty-mask removal (reference 6.2 steps 3 to 6)."""
-    probe = probe or Probe()
-    with probe.stage("nms"):
-        kept = candidates.select(box_nms(candidates.masks, candidates.iou, amg))
+def remove_empty(kept: MaskSet, amg: AMGConfig, probe: Probe) -> MaskSet:
+    """Small-region removal (when enabled) and empty-mask removal (reference 6.2 steps 5, 6)."""
     if amg.min_mask_region_area > 0:
         with probe.stage("small_regions"):
             masks = remove_small_regions(kept.masks, amg.min_mask_region_area)
@@ -301,12 +332,23 @@ def finish_masks(candidates: MaskSet, amg: AMGConfig, probe: Probe | None = None
 
 
 # -------------------------------------------------------------- generation
+PromptDecoder = GridMaskDecoder | FactoredMaskDecoder
+
+
+def prompt_decoder(
+    amg: AMGConfig, mask_decoder: nn.Module, embedding: Tensor, image_pe: Tensor, dense: Tensor
+) -> PromptDecoder:
+    """SAM's mask decoder bound to one (1, C, h, w) embedding, computed as ``amg.decoder`` says."""
+    kind = FactoredMaskDecoder if amg.decoder == "factored" else GridMaskDecoder
+    return kind(mask_decoder, embedding, image_pe, dense)
+
+
 def _mask_token_slice(amg: AMGConfig) -> slice:
     return slice(1, None) if amg.multimask_output else slice(0, 1)
 
 
 def generate_masks(
-    decoder: GridMaskDecoder,
+    decoder: PromptDecoder,
     sparse: Tensor,
     amg: AMGConfig,
     canvas: int,
@@ -330,7 +372,8 @@ def generate_masks(
     side = decoder.mask_side
     # only the low-res rows and columns that the image (not the padding) needs
     needed = None if side is None else low_res_region(canvas, side, network_hw)
-    stable: list[MaskSet] = []
+    upsampling = Upsampling(canvas, network_hw, out_hw, side, Workspace(sparse))
+    stable: list[StableCandidates] = []
     for sl in prompt_slices(sparse.shape[0], amg.points_per_batch):
         with probe.stage("mask_decoder"):
             decoded = decoder.run_transformer(sparse[sl])
@@ -347,36 +390,84 @@ def generate_masks(
         with probe.stage("mask_upscaling"):
             low = decoder.masks(decoded, prompts, needed)[:, tokens]
         chosen = passed[prompts]
-        where = (canvas, network_hw, out_hw, side)
-        stable.append(_stable_candidates(low[chosen], iou[prompts][chosen], amg, where, probe))
-    candidates = MaskSet.cat(stable, out_hw, sparse.device)
-    probe.count("after_stability_filter", len(candidates))
-    masks = finish_masks(candidates, amg, probe)
-    probe.count("after_nms", len(masks))
-    return masks
+        stable.append(_stable_candidates(low[chosen], iou[prompts][chosen], amg, upsampling, probe))
+    candidates = StableCandidates.cat(stable)
+    probe.count("after_stability_filter", len(candidates.iou))
+    with probe.stage("nms"):
+        keep = box_nms(candidates.boxes, candidates.iou, amg)
+    with probe.stage("upsampling"):
+        masks = (
+            torch.cat(
+                [
+                    upsampling(candidates.low[keep[sl]]) > amg.mask_threshold
+                    for sl in prompt_slices(len(keep), UPSAMPLE_MASKS)
+                ]
+            )
+            if len(keep)
+            else torch.zeros(0, *out_hw, dtype=torch.bool, device=sparse.device)
+        )
+    kept = MaskSet(masks, candidates.iou[keep], candidates.stability[keep])
+    result = remove_empty(kept, amg, probe)
+    probe.count("after_nms", len(result))
+    return result
+
+
+@dataclass
+class Upsampling:
+    """:func:`upsample_to_image` with its geometry and a reused buffer: ``(k, r, c)`` low-res
+    logits -> ``(k, H, W)`` logits, valid until the next call."""
+
+    canvas: int
+    network_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    side: int | None
+    work: Workspace
+
+    def __call__(self, low: Tensor) -> Tensor:
+        return upsample_to_image(
+            low, self.canvas, self.network_hw, self.out_hw, self.side, self.work
+        )
+
+
+@dataclass
+class StableCandidates:
+    """Candidates that passed both filters, at low resolution, with their boxes.
+
+    ``low``: (k, r, c) low-res logits; ``iou``, ``stability``: (k,); ``boxes``:
+    (k, 4) SAM's XYXY boxes of the upsampled masks. Only the masks that survive
+    the box NMS are upsampled again (the same numbers) and kept as booleans.
+    """
+
+    low: Tensor
+    iou: Tensor
+    stability: Tensor
+    boxes: Tensor
+
+    @staticmethod
+    def cat(sets: list[StableCandidates]) -> StableCandidates:
+        if not sets:
+            empty = torch.zeros(0)
+            return StableCandidates(empty.view(0, 0, 0), empty, empty, empty.view(0, 4).long())
+        return StableCandidates(
+            *(
+                torch.cat([getattr(s, f) for s in sets])
+                for f in ("low", "iou", "stability", "boxes")
+            )
+        )
 
 
 def _stable_candidates(
-    low: Tensor,
-    iou: Tensor,
-    amg: AMGConfig,
-    where: tuple[int, tuple[int, int], tuple[int, int], int | None],
-    probe: Probe,
-) -> MaskSet:
-    """Upsample IoU-filtered candidates (k, s, s) a few at a time and keep the stable ones.
-
-    ``where``: canvas side, network (h, w), output (H, W), and s when ``low``
-    is cropped (:func:`upsample_to_image`).
-    """
-    out_hw = where[2]
-    kept: list[MaskSet] = []
+    low: Tensor, iou: Tensor, amg: AMGConfig, upsampling: Upsampling, probe: Probe
+) -> StableCandidates:
+    """Upsample IoU-filtered candidates (k, r, c) a few at a time and keep the stable ones."""
+    kept: list[StableCandidates] = []
     for sl in prompt_slices(low.shape[0], UPSAMPLE_MASKS):
         with probe.stage("upsampling"):
-            logits = upsample_to_image(low[sl], *where)
+            logits = upsampling(low[sl])
         with probe.stage("filtering"):
             stability = stability_scores(logits, amg)
             ok = torch.nonzero(stability >= amg.stability_score_thresh).flatten()
             if len(ok):
-                masks = logits[ok] > amg.mask_threshold
-                kept.append(MaskSet(masks, iou[sl][ok], stability[ok]))
-    return MaskSet.cat(kept, out_hw, low.device)
+                boxes = logit_boxes(logits, amg.mask_threshold)[ok]
+                kept.append(StableCandidates(low[sl][ok], iou[sl][ok], stability[ok], boxes))
+    return StableCandidates.cat(kept)

@@ -111,6 +111,7 @@ class PromptDecoderConfig:
 
 
 POINT_GRIDS: tuple[str, ...] = ("canvas", "image")
+DECODERS: tuple[str, ...] = ("factored", "exact")
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,11 @@ class AMGConfig:
     in the zero padding below (or right of) the image; ``modalities`` restricts
     the mask generation to some of the model's modalities; a positive
     ``min_mask_region_area`` removes small 4-connected regions (the paper lists
-    it, the reference leaves it off); ``exact_reference_order`` runs the
-    straightforward reference order (slow; same masks).
+    it, the reference leaves it off); ``decoder`` picks how SAM's mask decoder
+    is computed: ``"factored"`` (fast, SAM's numbers up to float32 round-off,
+    :mod:`.factored_decoding`) or ``"exact"`` (SAM's operations bit for bit,
+    :mod:`.prompt_decoding`); ``exact_reference_order`` runs the
+    straightforward reference order (slow; SAM's decoder, bit for bit).
     """
 
     points_per_side: int = 32
@@ -144,6 +148,7 @@ class AMGConfig:
     dual_view_quality_margin: float = 0.01
     point_grid: str = "canvas"
     modalities: tuple[str, ...] | None = None
+    decoder: str = "factored"
     exact_reference_order: bool = False
 
     def __post_init__(self) -> None:
@@ -161,6 +166,8 @@ class AMGConfig:
             raise ValueError(
                 f"amg point_grid must be one of {POINT_GRIDS}, got {self.point_grid!r}"
             )
+        if self.decoder not in DECODERS:
+            raise ValueError(f"amg decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.min_mask_region_area < 0:
             raise ValueError(
                 f"amg min_mask_region_area must be >= 0, got {self.min_mask_region_area}"

@@ -25,11 +25,11 @@ from .amg import (
     generate_masks,
     point_grid,
     prompt_context,
+    prompt_decoder,
 )
 from .config import PanoSAMicConfig
 from .cpu_parallel import map_parallel
 from .mask_merge import fuse_dual_view, greedy_merge
-from .prompt_decoding import GridMaskDecoder
 
 STAGES = (
     "prompt_encoding",
@@ -117,7 +117,7 @@ def _instance_masks(
 
     def masks_of(size: tuple[int, int], row: int) -> MaskSet:
         with stage("mask_decoder"):
-            decoder = GridMaskDecoder(mask_decoder, neck[row : row + 1], image_pe, dense)
+            decoder = prompt_decoder(amg, mask_decoder, neck[row : row + 1], image_pe, dense)
         return generate_masks(decoder, sparse, amg, canvas, network_hw, size, probe, bar.update)
 
     outputs = []

@@ -134,6 +134,13 @@ def upscaling_factor(upscaling: nn.Sequential) -> int | None:
     return factor
 
 
+def mask_side(mask_decoder: nn.Module, h: int, w: int) -> int | None:
+    """Side of the square low-resolution masks of an (h, w) embedding, where they can be
+    cropped (:func:`upscale_to_masks`); None when they cannot."""
+    factor = upscaling_factor(mask_decoder.output_upscaling)
+    return None if factor is None or h != w else factor * h
+
+
 def _upscale(upscaling: nn.Sequential, x: Tensor) -> Tensor:
     """SAM's ``output_upscaling`` (ConvT, LayerNorm2d, GELU, ConvT, GELU) with fewer passes.
 
@@ -156,6 +163,21 @@ def _upscale(upscaling: nn.Sequential, x: Tensor) -> Tensor:
     del centred
     torch.ops.aten.gelu_(x)
     return x
+
+
+def prompt_tokens(mask_decoder: nn.Module, sparse: Tensor) -> Tensor:
+    """(B, T, C) the transformer's tokens: IoU token, mask tokens, then the (B, P, C) prompts."""
+    tokens = torch.cat([mask_decoder.iou_token.weight, mask_decoder.mask_tokens.weight], dim=0)
+    return torch.cat((tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+
+
+def prediction_heads(mask_decoder: nn.Module, queries: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, T, C) final tokens -> (B, K, C / 8) hypernetwork outputs, (B, K) predicted IoUs."""
+    iou = mask_decoder.iou_prediction_head(queries[:, 0, :])
+    mask_tokens = queries[:, 1 : 1 + mask_decoder.num_mask_tokens, :]
+    mlps = mask_decoder.output_hypernetworks_mlps
+    hyper_in = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1)
+    return hyper_in, iou
 
 
 def prompt_slices(n: int, size: int) -> Iterator[slice]:
@@ -204,9 +226,7 @@ class GridMaskDecoder:
             image_side_prompts = IMAGE_SIDE_BYTES // (c * h * w * image_embedding.element_size())
         self.step = max(1, image_side_prompts)
         self.shape = (c, h, w)
-        factor = upscaling_factor(mask_decoder.output_upscaling)
-        # side of the (square) low-resolution masks, where the crop of :meth:`masks` applies
-        self.mask_side = None if factor is None or h != w else factor * h
+        self.mask_side = mask_side(mask_decoder, h, w)
         # (1, N, C) views in SAM's (transposed) layout: the first block projects
         # them as they are, and the layout selects the GEMM kernel. SAM copies
         # the embedding into a standard (N, C, h, w) tensor first (a channels-last
@@ -228,9 +248,7 @@ class GridMaskDecoder:
     # ------------------------------------------------------------ transformer
     def run_transformer(self, sparse: Tensor) -> DecodedPrompts:
         """Two-way transformer, IoU head and hypernetworks for (B, P, C) sparse embeddings."""
-        dec = self.decoder
-        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-        point_pe = torch.cat((tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+        point_pe = prompt_tokens(self.decoder, sparse)
         queries, keys = point_pe, None
         for layer in self.transformer.layers:
             queries = self._token_block(layer, queries, keys, point_pe)
@@ -238,13 +256,7 @@ class GridMaskDecoder:
         final = self.transformer.final_attn_token_to_image
         attn_out = self._token_to_image(final, queries + point_pe, keys)
         queries = self.transformer.norm_final_attn(queries + attn_out)
-        iou = dec.iou_prediction_head(queries[:, 0, :])
-        mask_tokens = queries[:, 1 : 1 + dec.num_mask_tokens, :]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
-            dim=1,
-        )
-        return DecodedPrompts(keys, hyper_in, iou)
+        return DecodedPrompts(keys, *prediction_heads(self.decoder, queries))
 
     def _token_block(
         self, layer: nn.Module, queries: Tensor, keys: list[Tensor] | None, query_pe: Tensor
@@ -309,15 +321,9 @@ class GridMaskDecoder:
         """Low-resolution mask logits (len(index), num_mask_tokens, 4h, 4w) of the prompts ``index``.
 
         ``needed``: (rows, cols) of the low-resolution masks that are used
-        (their top-left corner; e.g. the image without the canvas padding).
-        Only the image tokens those rows and columns come from are upscaled,
-        so the masks are cropped to whole tokens (4 x 4 pixels) covering them;
-        the kept pixels equal the full computation bit for bit (each
-        upscaled pixel depends on one image token).
+        (their top-left corner; e.g. the image without the canvas padding);
+        see :func:`upscale_to_masks`.
         """
-        dec = self.decoder
-        c, h, w = self.shape
-        th, tw = self._token_region(needed)
         chunks = []
         for sl in step_slices(len(index), self.step):
             idx = index[sl]
@@ -326,23 +332,59 @@ class GridMaskDecoder:
                 # kernels: pair it with itself
                 idx = idx.repeat(2)
             image = decoded.image_tokens(idx)
-            b = image.shape[0]
-            # a view of the crop: the convolutions see the full tensor's strides
-            tokens = image.transpose(1, 2).view(b, c, h, w)[:, :, :th, :tw]
-            upscaled = _upscale(dec.output_upscaling, tokens)
-            _, c2, uh, uw = upscaled.shape
-            logits = decoded.hyper_in[idx] @ upscaled.reshape(b, c2, uh * uw)
-            chunks.append(logits.view(b, -1, uh, uw)[: sl.stop - sl.start])
+            masks = upscale_to_masks(self.decoder, image, decoded.hyper_in[idx], self.shape, needed)
+            chunks.append(masks[: sl.stop - sl.start])
         if not chunks:
-            f = upscaling_factor(dec.output_upscaling) or 4
-            return decoded.hyper_in.new_empty(0, dec.num_mask_tokens, f * th, f * tw)
+            return empty_masks(self.decoder, decoded.hyper_in, self.shape, needed)
         return torch.cat(chunks)
 
-    def _token_region(self, needed: tuple[int, int] | None) -> tuple[int, int]:
-        """Image-token rows and columns that the low-resolution pixels ``needed`` come from."""
-        _, h, w = self.shape
-        factor = upscaling_factor(self.decoder.output_upscaling)
-        if needed is None or factor is None:
-            return h, w
-        rows, cols = needed
-        return min(h, -(-rows // factor)), min(w, -(-cols // factor))
+
+def token_region(
+    mask_decoder: nn.Module, shape: tuple[int, int, int], needed: tuple[int, int] | None
+) -> tuple[int, int]:
+    """Image-token rows and columns that the low-resolution mask pixels ``needed`` come from."""
+    _, h, w = shape
+    factor = upscaling_factor(mask_decoder.output_upscaling)
+    if needed is None or factor is None:
+        return h, w
+    rows, cols = needed
+    return min(h, -(-rows // factor)), min(w, -(-cols // factor))
+
+
+def upscale_to_masks(
+    mask_decoder: nn.Module,
+    image: Tensor,
+    hyper_in: Tensor,
+    shape: tuple[int, int, int],
+    needed: tuple[int, int] | None = None,
+) -> Tensor:
+    """SAM's mask head: (b, N, C) final image tokens and (b, K, C / 8) hypernetwork
+    outputs -> (b, K, 4h, 4w) low-resolution mask logits.
+
+    ``needed``: (rows, cols) of the masks that are used (their top-left
+    corner). Only the image tokens those rows and columns come from are
+    upscaled, so the masks are cropped to whole tokens (4 x 4 pixels)
+    covering them; the kept pixels equal the full computation bit for bit
+    (each upscaled pixel depends on one image token).
+    """
+    c, h, w = shape
+    th, tw = token_region(mask_decoder, shape, needed)
+    b = image.shape[0]
+    # a view of the crop: the convolutions see the full tensor's strides
+    tokens = image.transpose(1, 2).view(b, c, h, w)[:, :, :th, :tw]
+    upscaled = _upscale(mask_decoder.output_upscaling, tokens)
+    _, c2, uh, uw = upscaled.shape
+    logits = hyper_in @ upscaled.reshape(b, c2, uh * uw)
+    return logits.view(b, -1, uh, uw)
+
+
+def empty_masks(
+    mask_decoder: nn.Module,
+    hyper_in: Tensor,
+    shape: tuple[int, int, int],
+    needed: tuple[int, int] | None = None,
+) -> Tensor:
+    """The (0, K, 4h', 4w') result of :func:`upscale_to_masks` for no prompt."""
+    th, tw = token_region(mask_decoder, shape, needed)
+    f = upscaling_factor(mask_decoder.output_upscaling) or 4
+    return hyper_in.new_empty(0, mask_decoder.num_mask_tokens, f * th, f * tw)
