@@ -40,20 +40,27 @@ def _prompt_modules(vit_b: bool, seed: int = 0, depth: int = 2):
     return config, prompt_encoder.eval(), mask_decoder.eval()
 
 
+def _grid_inputs(config, prompt_encoder, n: int):
+    """n grid points, a random channels-last embedding (as the encoder may return it),
+    SAM's sparse and dense prompt embeddings and its positional encoding."""
+    enc = config.encoder
+    points = point_grid(AMGConfig(points_per_side=8), enc.img_size, config.input_size)[:n]
+    embedding = torch.randn(1, enc.out_chans, enc.grid_size, enc.grid_size)
+    embedding = embedding.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        sparse, dense = prompt_encoder(
+            points=(points[:, None, :], torch.ones(n, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        return points, embedding, sparse, dense, prompt_encoder.get_dense_pe()
+
+
 @pytest.mark.parametrize("vit_b", [False, True], ids=["tiny", "vit_b"])
 def test_grid_decoder_equals_sam_mask_decoder(vit_b):
     config, prompt_encoder, mask_decoder = _prompt_modules(vit_b)
     enc = config.encoder
     n = 8 if vit_b else 64  # the reference decodes 64 prompts at a time; ViT-B kept short
-    points = point_grid(AMGConfig(points_per_side=8), enc.img_size, config.input_size)[:n]
-    # a channels-last embedding, as the encoder may return it
-    embedding = torch.randn(1, enc.out_chans, enc.grid_size, enc.grid_size)
-    embedding = embedding.contiguous(memory_format=torch.channels_last)
+    points, embedding, sparse_ref, dense_ref, image_pe = _grid_inputs(config, prompt_encoder, n)
     with torch.no_grad():
-        sparse_ref, dense_ref = prompt_encoder(
-            points=(points[:, None, :], torch.ones(n, 1, dtype=torch.int)), boxes=None, masks=None
-        )
-        image_pe = prompt_encoder.get_dense_pe()
         masks_ref, iou_ref = mask_decoder.predict_masks(embedding, image_pe, sparse_ref, dense_ref)
 
         sparse = encode_points(prompt_encoder, points, 64)
@@ -91,14 +98,8 @@ def test_factored_decoder_is_as_accurate_as_sam(vit_b, depth):
     config, prompt_encoder, mask_decoder = _prompt_modules(vit_b, depth=depth)
     enc = config.encoder
     n = 8 if vit_b else 24
-    points = point_grid(AMGConfig(points_per_side=8), enc.img_size, config.input_size)[:n]
-    embedding = torch.randn(1, enc.out_chans, enc.grid_size, enc.grid_size)
-    embedding = embedding.contiguous(memory_format=torch.channels_last)
+    _, embedding, sparse, dense_ref, image_pe = _grid_inputs(config, prompt_encoder, n)
     with torch.no_grad():
-        sparse, dense_ref = prompt_encoder(
-            points=(points[:, None, :], torch.ones(n, 1, dtype=torch.int)), boxes=None, masks=None
-        )
-        image_pe = prompt_encoder.get_dense_pe()
         masks_32, iou_32 = mask_decoder.predict_masks(embedding, image_pe, sparse, dense_ref)
         masks_64, iou_64 = (
             copy.deepcopy(mask_decoder)
