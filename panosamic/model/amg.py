@@ -391,25 +391,24 @@ def generate_masks(
             low = decoder.masks(decoded, prompts, needed)[:, tokens]
         chosen = passed[prompts]
         stable.append(_stable_candidates(low[chosen], iou[prompts][chosen], amg, upsampling, probe))
-    candidates = StableCandidates.cat(stable)
+    candidates = StableCandidates.cat(stable, sparse.device)
     probe.count("after_stability_filter", len(candidates.iou))
     with probe.stage("nms"):
         keep = box_nms(candidates.boxes, candidates.iou, amg)
     with probe.stage("upsampling"):
-        masks = (
-            torch.cat(
-                [
-                    upsampling(candidates.low[keep[sl]]) > amg.mask_threshold
-                    for sl in prompt_slices(len(keep), UPSAMPLE_MASKS)
-                ]
-            )
-            if len(keep)
-            else torch.zeros(0, *out_hw, dtype=torch.bool, device=sparse.device)
-        )
+        masks = _binary_masks(candidates.low[keep], upsampling, amg.mask_threshold)
     kept = MaskSet(masks, candidates.iou[keep], candidates.stability[keep])
     result = remove_empty(kept, amg, probe)
     probe.count("after_nms", len(result))
     return result
+
+
+def _binary_masks(low: Tensor, upsampling: Upsampling, threshold: float) -> Tensor:
+    """(k, r, c) low-res logits -> (k, H, W) bool masks ``logits > threshold``, a few at a time."""
+    if len(low) == 0:
+        return torch.zeros(0, *upsampling.out_hw, dtype=torch.bool, device=low.device)
+    chunks = prompt_slices(len(low), UPSAMPLE_MASKS)
+    return torch.cat([upsampling(low[sl]) > threshold for sl in chunks])
 
 
 @dataclass
@@ -444,9 +443,9 @@ class StableCandidates:
     boxes: Tensor
 
     @staticmethod
-    def cat(sets: list[StableCandidates]) -> StableCandidates:
+    def cat(sets: list[StableCandidates], device: torch.device) -> StableCandidates:
         if not sets:
-            empty = torch.zeros(0)
+            empty = torch.zeros(0, device=device)
             return StableCandidates(empty.view(0, 0, 0), empty, empty, empty.view(0, 4).long())
         return StableCandidates(
             *(
@@ -470,4 +469,4 @@ def _stable_candidates(
             if len(ok):
                 boxes = logit_boxes(logits, amg.mask_threshold)[ok]
                 kept.append(StableCandidates(low[sl][ok], iou[sl][ok], stability[ok], boxes))
-    return StableCandidates.cat(kept)
+    return StableCandidates.cat(kept, low.device)

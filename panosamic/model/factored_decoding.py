@@ -56,6 +56,11 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
     return x.view(b, t, heads, c // heads).transpose(1, 2)
 
 
+def _heads_last(x: Tensor, heads: int) -> Tensor:
+    """(B, N, H d) -> (B, H, d, N) contiguous."""
+    return _split_heads(x, heads).transpose(2, 3).contiguous()
+
+
 def _merge_heads(x: Tensor) -> Tensor:
     """(B, H, T, d) -> (B, T, H d)."""
     b, heads, t, d = x.shape
@@ -98,11 +103,10 @@ class FactoredMaskDecoder:
         keys_pe = self.keys + self.key_pe
         # the first block's image side is the same for every prompt: its projections, per head
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
-        self.first_t2i_k = _split_heads(t2i.k_proj(keys_pe), t2i.num_heads).transpose(2, 3)
+        # (1, H, d, N) keys and queries, (1, H, N, d) values
+        self.first_t2i_k = _heads_last(t2i.k_proj(keys_pe), t2i.num_heads)
         self.first_t2i_v = _split_heads(t2i.v_proj(self.keys), t2i.num_heads).contiguous()
-        self.first_i2t_q = _split_heads(i2t.q_proj(keys_pe), i2t.num_heads).transpose(2, 3)
-        self.first_t2i_k = self.first_t2i_k.contiguous()  # (1, H, d, N)
-        self.first_i2t_q = self.first_i2t_q.contiguous()  # (1, H, d, N)
+        self.first_i2t_q = _heads_last(i2t.q_proj(keys_pe), i2t.num_heads)
         self.work = Workspace(image_embedding)
 
     # ------------------------------------------------------------ transformer
