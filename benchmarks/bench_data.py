@@ -1,6 +1,6 @@
 """Benchmarks of the data tools (not tests): renderer speed, normals-from-depth accuracy, loading.
 
-Run: ``PYTHONPATH=. python bench/bench_data.py [--rooms 5]``
+Run: ``PYTHONPATH=. python benchmarks/bench_data.py [--rooms 5]``
 """
 
 from __future__ import annotations

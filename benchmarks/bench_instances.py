@@ -22,9 +22,9 @@ meaningful, and both are reported:
 
 Usage::
 
-    PYTHONPATH=. python bench/bench_instances.py                   # both settings, fast path
-    PYTHONPATH=. python bench/bench_instances.py --reference embedding  # + reference on one embedding
-    PYTHONPATH=. python bench/bench_instances.py --setting confident --reference full --json out.json
+    PYTHONPATH=. python benchmarks/bench_instances.py                   # both settings, fast path
+    PYTHONPATH=. python benchmarks/bench_instances.py --reference embedding  # + reference on one embedding
+    PYTHONPATH=. python benchmarks/bench_instances.py --setting confident --reference full --json out.json
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ from typing import Any
 
 import torch
 
-from panosamic.bench import BenchConfig, environment, random_model, random_panorama
-from panosamic.model import PanoSAMic
-from panosamic.model.amg import (
+from panosamic.benchmark import BenchConfig, environment, random_model, random_panorama
+from panosamic.instances.amg import (
     Probe,
     Upsampling,
     encode_points,
@@ -49,14 +48,15 @@ from panosamic.model.amg import (
     point_grid,
     prompt_context,
     prompt_decoder,
-    prompt_slices,
     stability_scores,
 )
-from panosamic.model.instances import STAGES
-from panosamic.model.instances_reference import amg_reference
-from panosamic.model.profiling import StageTimer
-from panosamic.model.prompt_decoding import GridMaskDecoder
-from panosamic.model.workspace import Workspace
+from panosamic.instances.exact_decoder import ExactMaskDecoder
+from panosamic.instances.mask_decoding import prompt_slices
+from panosamic.instances.pipeline import STAGES
+from panosamic.instances.workspace import Workspace
+from panosamic.model import PanoSAMic
+from panosamic.utils.profiling import StageTimer
+from tests.instances_reference import amg_reference, reference_masks
 
 SETTINGS = ("confident", "lowered")
 UPSCALE = 20.0
@@ -90,7 +90,7 @@ def make_confident(model: PanoSAMic, neck: torch.Tensor, seed: int) -> None:
         points = point_grid(amg, model.config.encoder.img_size, model.config.input_size)
         sparse = encode_points(model.prompt_encoder, points[:: max(1, len(points) // 64)][:64], 64)
         pe, dense = prompt_context(model.prompt_encoder)
-        GridMaskDecoder(dec, neck[:1], pe, dense).run_transformer(sparse)
+        ExactMaskDecoder(dec, neck[:1], pe, dense).run_transformer(sparse)
         hook.remove()
         raw = seen[0] @ last.weight.T  # (prompts, tokens)
         last.weight.mul_((IOU_SPREAD / raw.std(0).clamp(min=1e-12))[:, None])
@@ -155,12 +155,17 @@ def run_fast(model: PanoSAMic, neck: torch.Tensor, size: tuple[int, int]) -> dic
 def run_reference_full(
     model: PanoSAMic, neck: torch.Tensor, size: tuple[int, int]
 ) -> dict[str, Any]:
-    model.set_amg(exact_reference_order=True)
-    try:
-        result = run_fast(model, neck, size)
-    finally:
-        model.set_amg(exact_reference_order=False)
-    return result
+    """The whole instance path in the reference's order (the test oracle)."""
+    timer, probe = StageTimer(), Probe()
+    probe.stage = lambda name: timer.stage(name, neck.device)
+    start = time.perf_counter()
+    (masks,) = reference_masks(model, neck, [size], probe)
+    return {
+        "seconds": round(time.perf_counter() - start, 2),
+        "stages": stage_seconds(timer),
+        "counts": probe.counts,
+        "masks": masks,
+    }
 
 
 def run_one_embedding(

@@ -1,8 +1,10 @@
-"""Speed and memory of a real-size PanoSAMic with random weights (``panosamic bench``)."""
+"""Speed and memory of a real-size PanoSAMic with random weights (``panosamic bench``).
+
+The scripts in ``benchmarks/`` time single stages (the instance path, data loading).
+"""
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import statistics
@@ -12,11 +14,11 @@ from typing import Any
 
 import torch
 
-from .model.config import EncoderConfig, model_config_from_dict
+from .hub.catalog import PUBLISHED_FUSION
+from .model.config import EncoderConfig, model_config_from_dict, with_channel_attention
 from .model.image_encoder import LayerNorm2d
 from .model.panosamic import PanoSAMic
-from .model.profiling import StageTimer
-from .weights import PUBLISHED_FUSION
+from .utils.profiling import StageTimer
 
 # The reference implementation on this project's 2-core CPU machines (MEASUREMENTS.md):
 # ViT-B, RGB-D-N, dual view, one 512 x 1024 panorama, float32.
@@ -64,8 +66,7 @@ class BenchResult:
 
 def random_model(cfg: BenchConfig) -> PanoSAMic:
     """A real-size model with small random weights (no files needed), in eval mode."""
-    fusion = json.loads(json.dumps(PUBLISHED_FUSION))
-    fusion["channel_attention"]["efficient_attention"] = cfg.channel_attention == "eca"
+    fusion = with_channel_attention(PUBLISHED_FUSION, cfg.channel_attention)
     fusion["dual_view_fusion"] = cfg.dual_view
     if cfg.tiny:
         fusion["encoder"] = asdict(TINY_ENCODER)

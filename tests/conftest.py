@@ -92,3 +92,20 @@ def vitb_files(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vitb")
     write_vitb_files(root)
     return root
+
+
+def set_hub_offline(monkeypatch: pytest.MonkeyPatch, offline: bool) -> None:
+    """Switch huggingface_hub's offline mode as a user's ``HF_HUB_OFFLINE`` does at start-up
+    (huggingface_hub reads the variable when it is imported)."""
+    from huggingface_hub import constants
+
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+
+
+@pytest.fixture
+def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_hub_offline(monkeypatch, True)

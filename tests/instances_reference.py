@@ -1,10 +1,11 @@
-"""The instance path in the reference's order, written plainly (``amg.exact_reference_order``).
+"""Test oracle: the instance path in the reference's order, written plainly.
 
 Every candidate mask is upsampled to the whole canvas before any filter, SAM's
 ``MaskDecoder`` runs on each batch of 64 points as it is, and the merges
 compare masks pixel by pixel in Python loops. It is slow, and it exists so
-that the fast path (:mod:`.instances`) can be checked against it: both give
-the same masks, in the same order, with the same scores.
+that the fast path (:mod:`panosamic.instances`) can be checked against it: both
+give the same masks, in the same order, with the same scores. Tests and
+``benchmarks/bench_instances.py`` call it directly.
 """
 
 from __future__ import annotations
@@ -13,21 +14,26 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .amg import (
-    Probe,
-    point_grid,
-    remove_small_regions,
-    stability_scores,
-    upsample_to_image_reference,
-)
-from .config import AMGConfig, PanoSAMicConfig
-from .instances import embedding_rows
+from panosamic.instances.amg import Probe, point_grid, stability_scores
+from panosamic.instances.config import AMGConfig, NeckLayout
+from panosamic.instances.masks import remove_small_regions
+from panosamic.utils.resize import resize_to
 
 POSTPROCESS_BATCH = 64  # the reference's batch size for stability scores and boxes
 
 MaskDict = dict[str, Any]
+
+
+def upsample_to_image_reference(
+    low: Tensor, canvas: int, network_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> Tensor:
+    """The reference's order: upsample to the whole canvas, crop, resize."""
+    h, w = network_hw
+    up = F.interpolate(low[:, None], size=(canvas, canvas), mode="bilinear", align_corners=False)
+    return resize_to(up[..., :h, :w], out_hw)[:, 0]
 
 
 def amg_reference(
@@ -165,35 +171,57 @@ def instance_masks_reference(
     prompt_encoder: nn.Module,
     mask_decoder: nn.Module,
     neck: Tensor,
-    config: PanoSAMicConfig,
+    layout: NeckLayout,
+    amg: AMGConfig,
     sizes: Sequence[tuple[int, int]],
     probe: Probe | None = None,
 ) -> list[list[MaskDict]]:
-    """Same contract as :func:`panosamic.model.instances.instance_masks`."""
+    """Same contract as :func:`panosamic.instances.pipeline.instance_masks`."""
     probe = probe or Probe()
     stage = probe.stage
-    amg = config.amg
-    canvas = config.encoder.img_size
     outputs = []
     for i, size in enumerate(sizes):
         per_view = []
-        for view in range(config.num_views):
+        for view in range(layout.num_views):
             masks: list[MaskDict] = []
-            for row in embedding_rows(config, i, view):
+            for row in layout.rows(i, view, amg.modalities):
                 masks += amg_reference(
                     prompt_encoder,
                     mask_decoder,
                     neck[row : row + 1],
                     amg,
-                    canvas,
-                    config.input_size,
+                    layout.canvas,
+                    layout.network_hw,
                     size,
                     probe,
                 )
-            with stage("merges"):
+            with stage("merge_modalities"):
                 per_view.append(merge_masks_greedy_reference(masks, amg.merge_threshold))
         if len(per_view) == 2:
-            with stage("dual_view_fusion"):
+            with stage("merge_views"):
                 per_view = [fuse_dual_view_reference(per_view[0], per_view[1], amg)]
         outputs.append(per_view[0])
     return outputs
+
+
+def reference_masks(
+    model: nn.Module, neck: Tensor, sizes: Sequence[tuple[int, int]], probe: Probe | None = None
+) -> list[list[MaskDict]]:
+    """:func:`instance_masks_reference` with a PanoSAMic's modules and settings."""
+    return instance_masks_reference(
+        model.prompt_encoder,
+        model.mask_decoder,
+        neck.to(model.mask_decoder.iou_token.weight.dtype),
+        model.config.neck_layout,
+        model.config.amg,
+        sizes,
+        probe,
+    )
+
+
+def reference_forward(model: nn.Module, batch: list[dict[str, Tensor]]) -> list[list[MaskDict]]:
+    """The instance masks of a forward pass, computed in the reference's order."""
+    with torch.inference_mode():
+        features = model.forward_features(batch, keep_neck=True, keep_all=False)
+    sizes = [tuple(sample["image"].shape[-2:]) for sample in batch]
+    return reference_masks(model, features["encoder_neck"], sizes)

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from panosamic.model.config import VIT_PRESETS, model_config_from_dict
-from panosamic.model.panosamic import FROZEN_PREFIXES, TRAINABLE_PREFIXES
+from panosamic.model.panosamic import FROZEN_PREFIXES, TRAINABLE_PREFIXES, expected_shapes
 from panosamic.weights import (
     PUBLISHED_FUSION,
     config_from_checkpoint,
-    expected_shapes,
     inspect_checkpoint,
     parse_variant_name,
 )

@@ -11,7 +11,7 @@ from PIL import Image
 
 from panosamic.cli import main
 from panosamic.weights import load_panosamic
-from tests.conftest import golden_inputs, write_hub_layout
+from tests.conftest import golden_inputs, set_hub_offline, write_hub_layout
 
 
 def write_panorama_files(root, name: str):
@@ -145,7 +145,7 @@ def test_segment_input_errors(files, tmp_path, capsys, extra, message):
 
 
 def test_segment_demo_offline_says_what_to_download(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     assert main(["segment", "--demo", "--out", str(tmp_path / "o")]) == 2

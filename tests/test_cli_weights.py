@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from panosamic.cli import main
+from tests.conftest import set_hub_offline
 
 
 def test_list_prints_all_variants_with_paper_scores(capsys):
@@ -17,11 +18,11 @@ def test_list_prints_all_variants_with_paper_scores(capsys):
 
 
 def test_hub_download_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     code = main(["weights", "hub", "matterport3d-vith-rgb", "--local-dir", str(tmp_path / "out")])
     assert code == 2
-    assert "could not reach the Hugging Face Hub" in capsys.readouterr().err
+    assert "the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE is set)" in capsys.readouterr().err
 
 
 def test_hub_download_unknown_variant(tmp_path, capsys):
@@ -30,6 +31,6 @@ def test_hub_download_unknown_variant(tmp_path, capsys):
 
 
 def test_sam_download_offline(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     assert main(["weights", "sam", "vit_b", "--dir", str(tmp_path)]) == 2
     assert "sam_vit_b_01ec64.pth" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from panosamic.model import cpu_parallel
-from panosamic.model.cpu_parallel import plan_workers
+from panosamic.utils import cpu_parallel
+from panosamic.utils.cpu_parallel import plan_workers
 from panosamic.weights import load_panosamic
 from tests.conftest import golden_inputs, write_hub_layout
 

@@ -12,6 +12,7 @@ from PIL import Image
 from panosamic.data.catalog import dataset_info
 from panosamic.data.prepare import output_size, prepare_dataset, read_broken_rooms
 from panosamic.data.synth import plan_samples, write_synthetic_dataset
+from panosamic.utils.atomic import TMP_PREFIX
 
 H, W = 16, 32
 
@@ -124,7 +125,7 @@ def test_interrupted_preparation_resumes_to_the_same_output(tmp_path):
     assert [s.name for s in done] == [plan[i].name for i in (0, 1, 3)]
     assert not (resumed / "cache_area_depth_statistics.json").exists()
     # A worker killed mid-sample leaves only a hidden temporary folder.
-    partial = resumed / plan[2].location / f".{plan[2].name}.partial-killed"
+    partial = resumed / plan[2].location / f"{TMP_PREFIX}{plan[2].name}.killed"
     partial.mkdir()
     (partial / "rgb.webp").write_bytes(b"half")
     finished_mtime = (resumed / plan[0].location / plan[0].name / "rgb.webp").stat().st_mtime_ns

@@ -14,9 +14,11 @@ from train_helpers import synthetic_stanford, write_config, write_tiny_sam_file
 
 from panosamic.cli import main
 from panosamic.data import DATASET_CLASS_NAMES, build_dataset
+from panosamic.hub.locate import BEST_NAME
 from panosamic.model.panosamic import TRAINABLE_PREFIXES
-from panosamic.train.checkpoint import BEST_NAME, load_checkpoint
+from panosamic.train.checkpoint import load_checkpoint
 from panosamic.weights import load_panosamic
+from tests.conftest import set_hub_offline
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +109,14 @@ def test_export_refuses_to_overwrite_and_reports_offline_upload(
     before = load_file(str(exported))
     assert main(["export", str(lean_run), str(exported), "--which", "last"]) == 2
     assert "already exists" in capsys.readouterr().err
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     argv = ["export", str(lean_run), str(exported), "--overwrite", "--upload", "me/tiny"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "HF_HUB_OFFLINE" in err and "hf upload me/tiny" in err
     after = load_file(str(exported))  # written again from best: the same tensors
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    set_hub_offline(monkeypatch, False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("HF_TOKEN", "hf_test_not_a_token")
     assert main(argv) == 2
@@ -192,11 +194,8 @@ def test_refine_flag_replaces_the_semantic_map(
     prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring of --refine: every output with masks goes through the refinement function."""
-    import sys
-    import types
-
-    from panosamic.eval.evaluator import evaluate_model
-    from panosamic.train.distributed import DistContext
+    from panosamic.evaluation import evaluator
+    from panosamic.utils.distributed import DistContext
 
     calls = []
 
@@ -206,12 +205,10 @@ def test_refine_flag_replaces_the_semantic_map(
         refined[1][masks[0]["segmentation"]] = 2.0
         return refined
 
-    module = types.ModuleType("panosamic.model.instance_semantic_fusion")
-    module.refine_semantic_with_instances = fake_refine
-    monkeypatch.setitem(sys.modules, "panosamic.model.instance_semantic_fusion", module)
+    monkeypatch.setattr(evaluator, "refine_semantic_with_instances", fake_refine)
     held_out = build_dataset("stanford2d3ds", prepared, split="eval", modalities=("image",))
-    plain = evaluate_model(_MaskedModel(), held_out, ctx=DistContext())
-    refined = evaluate_model(_MaskedModel(), held_out, ctx=DistContext(), refine=True)
+    plain = evaluator.evaluate_model(_MaskedModel(), held_out, ctx=DistContext())
+    refined = evaluator.evaluate_model(_MaskedModel(), held_out, ctx=DistContext(), refine=True)
     assert calls == [1] * 4
     assert plain.counts[1, 1] == 0  # output histogram: nothing predicted as class 1 ...
     assert refined.counts[1, 1] == 4 * 128 * 128 - refined_ignored(held_out)  # ... then half of it

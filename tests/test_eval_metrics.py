@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from panosamic.eval.evaluator import FoldResult, average_report, fold_report, json_safe
-from panosamic.eval.metrics import (
+from panosamic.evaluation.evaluator import FoldResult, average_report, fold_report
+from panosamic.evaluation.metrics import (
     SegmentationMeter,
     confusion_counts,
     edge_column_mask,
@@ -17,6 +17,7 @@ from panosamic.eval.metrics import (
     normalize_edge_fractions,
     scores_from_counts,
 )
+from panosamic.utils.atomic import json_safe
 
 NAN = math.nan
 

@@ -14,7 +14,7 @@ from train_helpers import write_config
 
 from panosamic.cli import main
 from panosamic.data import build_dataset, make_prepared_dataset
-from panosamic.eval.metrics import confusion_counts
+from panosamic.evaluation.metrics import confusion_counts
 from panosamic.weights import load_panosamic
 
 # the golden fixture's tiny SAM: its mask decoder is scaled so that masks pass SAM's filters

@@ -9,21 +9,22 @@ from dataclasses import replace
 import pytest
 import torch
 
-from panosamic.model.amg import (
+from panosamic.instances.amg import (
     encode_points,
     logit_boxes,
     low_res_region,
     point_grid,
     prompt_context,
     upsample_to_image,
-    upsample_to_image_reference,
 )
-from panosamic.model.config import VIT_PRESETS, AMGConfig, PanoSAMicConfig, model_config_from_dict
-from panosamic.model.factored_decoding import FactoredMaskDecoder
-from panosamic.model.panosamic import build_prompt_modules
-from panosamic.model.prompt_decoding import GridMaskDecoder
-from panosamic.model.workspace import Workspace
+from panosamic.instances.config import AMGConfig
+from panosamic.instances.exact_decoder import ExactMaskDecoder
+from panosamic.instances.factored_decoder import FactoredMaskDecoder
+from panosamic.instances.workspace import Workspace
+from panosamic.model.config import VIT_PRESETS, PanoSAMicConfig, model_config_from_dict
+from panosamic.model.panosamic import prompt_modules_for
 from tests.conftest import golden_model_json
+from tests.instances_reference import upsample_to_image_reference
 
 
 def _prompt_modules(vit_b: bool, seed: int = 0, depth: int = 2):
@@ -33,7 +34,7 @@ def _prompt_modules(vit_b: bool, seed: int = 0, depth: int = 2):
     else:
         config = model_config_from_dict(golden_model_json("tiny-instances"), vit_model=None)
     config = replace(config, prompt_decoder=replace(config.prompt_decoder, transformer_depth=depth))
-    prompt_encoder, mask_decoder = build_prompt_modules(config)
+    prompt_encoder, mask_decoder = prompt_modules_for(config)
     with torch.no_grad():  # confident, sharp masks: large logits and IoUs
         for p in mask_decoder.parameters():
             p.mul_(3.0)
@@ -67,7 +68,7 @@ def test_grid_decoder_equals_sam_mask_decoder(vit_b):
         assert torch.equal(sparse, sparse_ref)
         pe, dense = prompt_context(prompt_encoder)
         for step in (None, 1, 3):  # a lone prompt in the last step takes other kernels
-            decoder = GridMaskDecoder(mask_decoder, embedding, pe, dense, image_side_prompts=step)
+            decoder = ExactMaskDecoder(mask_decoder, embedding, pe, dense, image_side_prompts=step)
             decoded = decoder.run_transformer(sparse)
             assert torch.equal(decoded.iou, iou_ref)
             assert torch.equal(decoder.masks(decoded, torch.arange(n)), masks_ref)
@@ -150,7 +151,7 @@ def test_grid_decoder_single_prompt_equals_sam():
             embedding, prompt_encoder.get_dense_pe(), sparse, dense_ref
         )
         pe, dense = prompt_context(prompt_encoder)
-        decoder = GridMaskDecoder(mask_decoder, embedding, pe, dense)
+        decoder = ExactMaskDecoder(mask_decoder, embedding, pe, dense)
         decoded = decoder.run_transformer(sparse)
         assert torch.equal(decoded.iou, iou_ref)
         assert torch.equal(decoder.masks(decoded, torch.tensor([0])), masks_ref)

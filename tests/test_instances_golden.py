@@ -9,6 +9,7 @@ import torch
 from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
 from tests.conftest import golden_expected, golden_inputs
 from tests.instance_models import golden_instance_model, same_masks
+from tests.instances_reference import reference_forward
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +41,12 @@ def test_golden_instance_masks_and_refinement(tmp_path):
     # the refinement changes the prediction, so the comparison above means something
     assert not np.array_equal(out["sem_preds"].argmax(0).numpy(), expected["refined_labels"])
 
-    model.set_amg(exact_reference_order=True)
-    with torch.no_grad():
-        (ref,) = model([inputs], refine=True)
+    (ref,) = reference_forward(model, [inputs])
     # the default (factored) decoder: SAM's masks, its scores up to float32 round-off
-    assert same_masks(ref["instance_masks"], masks, score_tol=SCORE_TOL)
-    assert torch.equal(ref["labels"], out["labels"])
+    assert same_masks(ref, masks, score_tol=SCORE_TOL)
     # the exact decoder: the reference order's masks and scores bit for bit
-    model.set_amg(exact_reference_order=False, decoder="exact")
+    model.set_amg(decoder="exact")
     with torch.no_grad():
         (exact,) = model([inputs], refine=True)
-    assert same_masks(ref["instance_masks"], exact["instance_masks"])
+    assert same_masks(ref, exact["instance_masks"])
+    assert torch.equal(exact["labels"], out["labels"])

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from panosamic.model.amg import MaskSet, count_pixels, pairwise_intersections
-from panosamic.model.config import AMGConfig
-from panosamic.model.instances_reference import (
+from panosamic.instances.config import AMGConfig
+from panosamic.instances.masks import MaskSet, count_pixels, pairwise_intersections, pairwise_iou
+from panosamic.instances.merge import merge_modalities, merge_views, unroll_shifted_view
+from tests.instance_models import same_masks
+from tests.instances_reference import (
     fuse_dual_view_reference,
     merge_masks_greedy_reference,
     pixel_iou,
 )
-from panosamic.model.mask_merge import (
-    fuse_dual_view,
-    greedy_merge,
-    pairwise_iou,
-    unroll_shifted_view,
-)
-from tests.instance_models import same_masks
 
 H, W = 24, 48
 
@@ -59,10 +54,10 @@ def test_pairwise_iou_matches_pixel_counts():
     assert torch.equal(pairwise_iou(empty, empty), torch.zeros(2, 2, dtype=torch.float64))
 
 
-def test_greedy_merge_matches_reference_and_keeps_no_duplicates():
+def test_merge_modalities_matches_reference_and_keeps_no_duplicates():
     for seed in range(4):
         masks = random_masks(30, seed)
-        merged = greedy_merge(masks, 0.7)
+        merged = merge_modalities(masks, 0.7)
         assert same_masks(merged.to_dicts(), merge_masks_greedy_reference(masks.to_dicts(), 0.7))
         assert 0 < len(merged) < len(masks)  # the near-copies were merged
         iou = pairwise_iou(merged.masks, merged.masks)
@@ -99,7 +94,7 @@ def test_dual_view_fusion_at_the_seam():
         torch.tensor([0.95, 0.5]),
         torch.tensor([0.97, 0.99]),
     )
-    fused = fuse_dual_view(a, b, amg)
+    fused = merge_views(a, b, amg)
     # the whole seam region (better quality, IoU 42/70 = 0.6 <= 0.7 with the half): appended;
     # the other region duplicates A's with a worse quality: A's stays
     assert len(fused) == 3
@@ -113,7 +108,7 @@ def test_dual_view_fusion_at_the_seam():
     near = seam.clone()
     near[5, :4] = False  # IoU 63 / 70 = 0.9 with the full seam region
     a2 = MaskSet(torch.stack([near, other]), torch.tensor([0.80, 0.9]), torch.tensor([0.9, 0.9]))
-    fused2 = fuse_dual_view(a2, b.select([0]), amg)
+    fused2 = merge_views(a2, b.select([0]), amg)
     assert len(fused2) == 2 and torch.equal(fused2.masks[0], seam) and fused2.iou[0] == 0.95
 
 
@@ -124,7 +119,7 @@ def test_dual_view_fusion_matches_reference_loops():
         overlapping = torch.roll(b.masks | a.masks.roll(1, 0), W // 2, dims=-1)
         b = MaskSet(overlapping, b.iou, b.stability)
         for amg in (AMGConfig(), AMGConfig(dual_view_quality_margin=0.2)):
-            fused = fuse_dual_view(a, b, amg)
+            fused = merge_views(a, b, amg)
             reference = fuse_dual_view_reference(a.to_dicts(), b.to_dicts(), amg)
             assert same_masks(fused.to_dicts(), reference)
             areas = fused.areas.tolist()
@@ -132,6 +127,6 @@ def test_dual_view_fusion_matches_reference_loops():
     empty = MaskSet.empty((H, W))
     a = random_masks(3, 0)
     assert same_masks(
-        fuse_dual_view(empty, a, AMGConfig()).to_dicts(), unroll_shifted_view(a).to_dicts()
+        merge_views(empty, a, AMGConfig()).to_dicts(), unroll_shifted_view(a).to_dicts()
     )
-    assert same_masks(fuse_dual_view(a, empty, AMGConfig()).to_dicts(), a.to_dicts())
+    assert same_masks(merge_views(a, empty, AMGConfig()).to_dicts(), a.to_dicts())

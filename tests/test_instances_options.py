@@ -9,8 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from panosamic.model import PanoSAMic
-from panosamic.model.amg import (
+from panosamic.instances.amg import (
     Probe,
     encode_points,
     generate_masks,
@@ -18,9 +17,11 @@ from panosamic.model.amg import (
     prompt_context,
     prompt_decoder,
 )
-from panosamic.model.config import AMGConfig, PanoSAMicConfig, model_config_from_dict
+from panosamic.instances.config import AMGConfig
+from panosamic.instances.masks import pairwise_iou
+from panosamic.model import PanoSAMic
+from panosamic.model.config import PanoSAMicConfig, model_config_from_dict
 from panosamic.model.instance_semantic_fusion import refine_semantic_with_instances
-from panosamic.model.mask_merge import pairwise_iou
 from tests.conftest import golden_model_json
 from tests.instance_models import neck_of, random_instance_model, random_panorama
 

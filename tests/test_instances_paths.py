@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from panosamic.model import instances
+from panosamic.instances import pipeline
 from tests.instance_models import neck_of, random_instance_model, random_panorama, same_masks
+from tests.instances_reference import reference_masks
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +33,9 @@ def test_fast_path_equals_reference_order(
 ):
     # the fast path runs the embeddings in two worker threads; the reference order serially
     calls = []
-    real = instances.map_parallel
+    real = pipeline.map_parallel
     monkeypatch.setattr(
-        instances, "map_parallel", lambda fn, jobs: calls.append(len(jobs)) or real(fn, jobs)
+        pipeline, "map_parallel", lambda fn, jobs: calls.append(len(jobs)) or real(fn, jobs)
     )
     model = random_instance_model(**MANY, **options, decoder=decoder)
     batch = random_panorama(model, height)
@@ -42,8 +43,7 @@ def test_fast_path_equals_reference_order(
     size = [(height, 2 * height)]
     counts: dict[str, int] = {}
     (fast,) = model.instance_masks(neck, size, counts=counts)
-    model.set_amg(exact_reference_order=True)
-    (reference,) = model.instance_masks(neck, size)
+    (reference,) = reference_masks(model, neck, size)
     assert same_masks(fast, reference, score_tol=SCORE_TOL[decoder])
     assert calls == [2 * len(model.config.amg.modalities or model.config.modalities)]
     # the filters had real work to do

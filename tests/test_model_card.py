@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from tests.conftest import set_hub_offline
 from tests.realsize import VARIANT
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def test_model_card_snippet(vitb_files, monkeypatch):
 
 def test_hub_id_offline_says_what_to_download(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     from panosamic.model import PanoSAMic
 

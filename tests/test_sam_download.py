@@ -9,6 +9,7 @@ import pytest
 
 from panosamic import weights
 from panosamic.weights import SAM_FILES, download_sam_weights, file_md5, resolve_sam_weights
+from tests.conftest import set_hub_offline
 
 pytestmark = pytest.mark.slow
 NAME = SAM_FILES["vit_b"]
@@ -63,7 +64,7 @@ def server(sam_bytes, monkeypatch, tmp_path, vitb_files):
     srv = _Server(sam_bytes)
     monkeypatch.setenv(weights.SAM_URL_ENV, srv.url)
     monkeypatch.setenv(weights.SAM_CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    set_hub_offline(monkeypatch, False)
     # Our random stand-in is not Meta's file: accept its checksum instead of the official one.
     monkeypatch.setitem(weights.SAM_MD5, NAME, file_md5(vitb_files / "sam_weights" / NAME))
     yield srv
@@ -111,12 +112,12 @@ def test_wrong_file_fails_verification(server, tmp_path, monkeypatch):
 def test_offline_errors_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.SAM_CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(weights.SAM_URL_ENV, "http://127.0.0.1:1/")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    set_hub_offline(monkeypatch, False)
     with pytest.raises(RuntimeError) as err:
         resolve_sam_weights("vit_b")
     assert "could not download" in str(err.value) and "sam_weights_path=" in str(err.value)
     assert f"https://dl.fbaipublicfiles.com/segment_anything/{NAME}" in str(err.value)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         resolve_sam_weights("vit_b")
 

@@ -15,11 +15,13 @@ import torch
 from train_helpers import synthetic_stanford, write_config
 
 from panosamic.data import build_dataset
-from panosamic.eval.evaluator import evaluate_model
-from panosamic.train.checkpoint import LAST_NAME, load_checkpoint
-from panosamic.train.distributed import DistContext
+from panosamic.evaluation.evaluator import evaluate_model
+from panosamic.hub.locate import LAST_NAME
+from panosamic.train.checkpoint import load_checkpoint
 from panosamic.train.options import options_from_values
-from panosamic.train.trainer import read_run_config, run_training
+from panosamic.train.runs import read_run_config
+from panosamic.train.trainer import run_training
+from panosamic.utils.distributed import DistContext
 from panosamic.weights import load_panosamic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,20 +11,16 @@ import torch
 from train_helpers import synthetic_stanford, write_config
 
 from panosamic.data import build_dataset
-from panosamic.eval.evaluator import evaluate_model
+from panosamic.evaluation.evaluator import evaluate_model
+from panosamic.hub.locate import BEST_NAME, LAST_NAME, RUN_CONFIG_NAME
 from panosamic.model import PanoSAMic
-from panosamic.model.config import PanoSAMicConfig
-from panosamic.train.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint
-from panosamic.train.distributed import DistContext
+from panosamic.model.config import PanoSAMicConfig, with_channel_attention
+from panosamic.train.checkpoint import load_checkpoint
 from panosamic.train.options import options_from_values
+from panosamic.train.runs import read_run_config, resolve_options
 from panosamic.train.runtime import seed_everything
-from panosamic.train.trainer import (
-    RUN_CONFIG_NAME,
-    read_run_config,
-    resolve_options,
-    run_training,
-    with_channel_attention,
-)
+from panosamic.train.trainer import run_training
+from panosamic.utils.distributed import DistContext
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +210,7 @@ def test_channel_attention_switch() -> None:
     config = {"channel_attention": {"window_size": 8}, "loss": {}}
     assert with_channel_attention(config, "eca")["channel_attention"]["efficient_attention"]
     assert not with_channel_attention(config, "fc")["channel_attention"]["efficient_attention"]
-    assert with_channel_attention(config, "config") is config
+    with pytest.raises(ValueError, match="'eca' or 'fc'"):
+        with_channel_attention(config, "mlp")
     with pytest.raises(ValueError, match="no channel attention"):
         with_channel_attention({"channel_attention": None}, "eca")

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from panosamic.cli import main
-from panosamic.train.checkpoint import BEST_NAME, load_checkpoint
+from panosamic.hub.locate import BEST_NAME
+from panosamic.train.checkpoint import load_checkpoint
 from panosamic.weights import load_panosamic
 
 

@@ -1,8 +1,8 @@
-"""The ``panosamic`` command.
+"""The ``panosamic`` command: one thin module per sub-command, calling library functions.
 
-Each sub-command lives with the code it drives and registers itself through a
-``register(subparsers)`` function; heavy imports happen inside the handlers so
-that ``panosamic --help`` stays fast.
+Each module registers itself through ``register(subparsers)``; options shared by
+several commands are declared once in :mod:`.options`. Heavy imports happen
+inside the handlers, so that ``panosamic --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,17 +12,22 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from .. import __version__
 
 # Modules that provide ``register(subparsers)``, in the order of ``--help``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "panosamic.commands.segment",
-    "panosamic.commands.weights",
-    "panosamic.data.commands",
-    "panosamic.train.commands",
-    "panosamic.eval.commands",
-    "panosamic.commands.export",
-    "panosamic.commands.bench",
+COMMAND_MODULES: tuple[str, ...] = tuple(
+    f"panosamic.cli.{name}"
+    for name in (
+        "segment",
+        "weights",
+        "prepare",
+        "synth",
+        "normals",
+        "train",
+        "evaluate",
+        "export",
+        "bench",
+    )
 )
 
 
@@ -36,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # a command group that is not part of this build
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -60,7 +59,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"panosamic {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(result or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,16 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "breakdown and the peak memory as a table (and JSON with --json)."
         ),
     )
-    parser.add_argument("--vit-model", choices=("vit_b", "vit_l", "vit_h"), default="vit_b")
-    parser.add_argument("--modalities", default="image,depth,normals")
+    options.add(parser, "vit_model", default="vit_b", more="[vit_b]")
+    options.add(parser, "modalities", default="image,depth,normals", more="[image,depth,normals]")
     parser.add_argument("--single-view", action="store_true")
     parser.add_argument("--channel-attention", choices=("eca", "fc"), default="eca")
     parser.add_argument("--instances", action="store_true", help="include SAM instance masks")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    options.add(parser, "precision", default="fp32", more="[fp32]")
     parser.add_argument(
         "--compare-fp32", action="store_true", help="report argmax agreement with fp32"
     )
-    parser.add_argument("--device", default="cpu")
+    options.add(parser, "device", default="cpu", more="[cpu]")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--height", type=int, default=512, help="panorama height (width is twice)")
@@ -46,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ..bench import BenchConfig, format_table, run_benchmark, run_train_step
-    from ..data.files import atomic_write_json
-    from ..model.config import normalize_modalities
+    from ..benchmark import BenchConfig, format_table, run_benchmark, run_train_step
+    from ..modalities import normalize_modalities
+    from ..utils.atomic import write_json
 
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
@@ -71,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
         result = run_benchmark(cfg, compare_fp32=args.compare_fp32)
     print(format_table(result))
     if args.json:
-        atomic_write_json(args.json, asdict(result))
+        write_json(args.json, asdict(result))
         print(json.dumps({"written": str(args.json)}))
     return 0

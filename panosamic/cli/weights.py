@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Paper numbers (arXiv 2601.07447, Tables 1, 2 and 5): 3-fold mean for Stanford2D3DS,
-# the validation split for Matterport3D (which reports no mAcc).
-PAPER_SCORES: dict[str, tuple[float, float | None]] = {
-    "stanford2d3ds-vith-rgb": (59.62, 74.11),
-    "stanford2d3ds-vith-rgbd": (60.90, 73.95),
-    "stanford2d3ds-vith-rgbdn": (61.57, 74.04),
-    "stanford2d3ds-vitl-rgbdn": (60.90, 73.09),
-    "stanford2d3ds-vitb-rgbdn": (56.68, 70.49),
-    "matterport3d-vith-rgb": (46.59, None),
-    "matterport3d-vith-rgbd": (48.43, None),
-}
+from ..hub.catalog import VIT_MODELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sam = sub.add_parser(
         "sam", help="download an official SAM file into the cache (or a directory)"
     )
-    sam.add_argument("vit_model", choices=("vit_b", "vit_l", "vit_h"))
+    sam.add_argument("vit_model", choices=VIT_MODELS)
     sam.add_argument(
         "--dir", type=Path, default=None, help="target directory (default: the SAM cache)"
     )
@@ -54,19 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..weights import PUBLISHED_VARIANTS
+    from ..hub.catalog import PUBLISHED
 
     print(
         f"{'variant':36s} {'mIoU':>6s} {'mAcc':>6s}  (paper; Stanford: 3-fold mean, Matterport: validation)"
     )
-    for variant in PUBLISHED_VARIANTS:
-        miou, macc = PAPER_SCORES[variant.rsplit("-fold", 1)[0]]
-        print(f"{variant:36s} {miou:6.2f} {'-' if macc is None else f'{macc:.2f}':>6s}")
+    for family in PUBLISHED:
+        macc = "-" if family.paper_macc is None else f"{family.paper_macc:.2f}"
+        for variant in family.variants:
+            print(f"{variant:36s} {family.paper_miou:6.2f} {macc:>6s}")
     return 0
 
 
 def _sam(args: argparse.Namespace) -> int:
-    from ..weights import download_sam_weights, sam_cache_dir
+    from ..hub.sam import download_sam_weights, sam_cache_dir
 
     target = args.dir or sam_cache_dir()
     print(download_sam_weights(args.vit_model, cache_dir=target))
@@ -74,10 +65,9 @@ def _sam(args: argparse.Namespace) -> int:
 
 
 def _hub(args: argparse.Namespace) -> int:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    from ..weights import DEFAULT_REPO_ID, HUB_FILENAME, PUBLISHED_VARIANTS
+    from ..hub.catalog import DEFAULT_REPO_ID, PUBLISHED_VARIANTS
+    from ..hub.huggingface import hub_download
+    from ..hub.locate import HUB_FILENAME
 
     repo = args.repo or DEFAULT_REPO_ID
     variants = list(PUBLISHED_VARIANTS) if args.variants == ["all"] else args.variants
@@ -87,17 +77,8 @@ def _hub(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown variants {unknown}; see `panosamic weights list`")
     for variant in variants:
-        try:
-            path = hf_hub_download(
-                repo,
-                HUB_FILENAME,
-                subfolder=variant,
-                revision=args.revision,
-                local_dir=args.local_dir,
-            )
-        except LocalEntryNotFoundError as err:
-            raise RuntimeError(
-                f"could not reach the Hugging Face Hub for {repo}/{variant}: {err}"
-            ) from err
+        path = hub_download(
+            repo, HUB_FILENAME, subfolder=variant, revision=args.revision, local_dir=args.local_dir
+        )
         print(path)
     return 0

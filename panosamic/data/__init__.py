@@ -15,7 +15,7 @@ _EXPORTS = {
     "DATASET_INFO": "catalog",
     "PanoramaDataset": "datasets",
     "build_dataset": "datasets",
-    "collate_panoramas": "datasets",
+    "collate_panoramas": "loader",
     "prepare_dataset": "prepare",
     "normals_from_depth": "normals",
     "render_room": "synth",

@@ -175,20 +175,3 @@ def dataset_info(name: str) -> DatasetInfo:
         return DATASET_INFO[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}") from None
-
-
-def make_palette(num_classes: int, seed: int = 7) -> np.ndarray:
-    """Distinct, deterministic colours for pictures: (K, 3) uint8."""
-    golden = 0.618033988749895
-    hues = (np.arange(num_classes) * golden + seed * 0.1) % 1.0
-    sat = np.where(np.arange(num_classes) % 2 == 0, 0.75, 0.55)
-    val = np.where(np.arange(num_classes) % 3 == 0, 0.95, 0.8)
-    i = np.floor(hues * 6).astype(int) % 6
-    f = hues * 6 - np.floor(hues * 6)
-    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
-    choices = [(val, t, p), (q, val, p), (p, val, t), (p, q, val), (t, p, val), (val, p, q)]
-    rgb = np.zeros((num_classes, 3))
-    for k, (r, g, b) in enumerate(choices):
-        m = i == k
-        rgb[m] = np.stack([r[m], g[m], b[m]], 1)
-    return np.rint(rgb * 255).astype(np.uint8)

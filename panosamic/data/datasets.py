@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
-from ..model.config import MODALITIES, normalize_modalities
+from ..modalities import MODALITIES, normalize_modalities, pseudo_disparity
 from .augment import NORMALS_FRAMES, apply_augmentation, draw_augmentation
 from .catalog import (
     DATASET_CLASS_NAMES,
@@ -32,9 +32,16 @@ from .catalog import (
     DEPTH_INLIER_RATIOS,
     DatasetInfo,
     dataset_info,
-    make_palette,
 )
-from .files import atomic_write_json, read_depth16, read_json, read_label_image, read_mask, read_rgb
+from .colors import make_palette
+from .files import (
+    read_depth16,
+    read_json,
+    read_label_image,
+    read_mask,
+    read_rgb,
+    write_dataset_json,
+)
 from .labels import (
     decode_matterport,
     decode_stanford,
@@ -49,7 +56,6 @@ __all__ = [
     "DATASET_CLASS_NAMES",
     "PanoramaDataset",
     "build_dataset",
-    "collate_panoramas",
     "resolve_dataset_name",
 ]
 
@@ -234,9 +240,9 @@ class PanoramaDataset(Dataset):
         if self.info.cross_validation:
             merged = dict(cache) if isinstance(cache, dict) else {}
             merged[key] = values
-            atomic_write_json(path, merged)
+            write_dataset_json(path, merged)
         else:
-            atomic_write_json(path, values)
+            write_dataset_json(path, values)
         return values
 
     def _compute_thresholds(self) -> list[float]:
@@ -268,11 +274,8 @@ class PanoramaDataset(Dataset):
 
     def _pseudo_disparity(self, folder: Path) -> np.ndarray:
         """(H, W) float32 in [0, 255]: 255 at distance 0, 0 at or beyond d_t and where invalid."""
-        d_t = self.depth_threshold
         metres = self.info.depth_metres(read_depth16(folder / "depth.png"))
-        disparity = 1.0 - np.clip(metres, 0.0, d_t) / d_t
-        disparity *= read_mask(folder / "depth_mask.webp")
-        return (disparity * 255.0).astype(np.float32)
+        return pseudo_disparity(metres, read_mask(folder / "depth_mask.webp"), self.depth_threshold)
 
     def load(self, i: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Item ``i`` without augmentation."""
@@ -367,9 +370,9 @@ class PanoramaDataset(Dataset):
             if self.info.cross_validation:
                 merged = dict(cache) if isinstance(cache, dict) else {}
                 merged[key] = values
-                atomic_write_json(path, merged)
+                write_dataset_json(path, merged)
             else:
-                atomic_write_json(path, values)
+                write_dataset_json(path, values)
         return torch.from_numpy(weights)
 
     def _count_weights(self, progress: bool) -> np.ndarray:
@@ -415,10 +418,3 @@ def build_dataset(
         mirror_normals=mirror_normals,
         **options,
     )
-
-
-def collate_panoramas(
-    batch: Sequence[tuple[dict[str, Tensor], dict[str, Tensor]]],
-) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
-    """DataLoader collate: a list of data dicts (the model's input) and a list of label dicts."""
-    return [data for data, _ in batch], [labels for _, labels in batch]

@@ -1,40 +1,15 @@
-"""Reading and atomically writing the image and JSON files of raw and prepared datasets."""
+"""Reading the image and JSON files of raw and prepared datasets (writing: :mod:`panosamic.utils.atomic`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-
-def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """JSON-encode ``obj`` and write it atomically."""
-    atomic_write_bytes(path, json.dumps(obj).encode())
+from ..utils.atomic import save_image, write_json
 
 
 def read_json(path: str | Path) -> Any:
@@ -45,17 +20,10 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it to rebuild it") from err
 
 
-def save_image(image: Image.Image, path: str | Path, **params: Any) -> None:
-    """Save a Pillow image atomically; the format follows the file extension."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()], **params)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_dataset_json(path: str | Path, data: Any) -> None:
+    """A dataset's JSON file (caches, labels), atomically and byte for byte as the reference
+    writes them: ``json.dumps`` output, Infinity allowed (a class that never occurs)."""
+    write_json(path, data, indent=None, allow_nan=True)
 
 
 def save_webp_lossless(image: Image.Image, path: str | Path) -> None:
@@ -117,20 +85,3 @@ def read_label_image(path: str | Path) -> np.ndarray:
             f"got Pillow mode {image.mode}"
         )
     return np.asarray(image).astype(np.int64)
-
-
-def copy_tree_atomic(src: Path, dst: Path) -> None:
-    """Copy the files of ``src`` into ``dst`` (merging), each file atomically."""
-    for item in sorted(src.rglob("*")):
-        target = dst / item.relative_to(src)
-        if item.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_path(target)
-        try:
-            shutil.copyfile(item, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise

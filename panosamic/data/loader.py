@@ -1,17 +1,88 @@
-"""Data loading for training and evaluation: seeded samples, loaders, batches to a device."""
+"""Data loading for training and evaluation: the resumable sampler, seeded samples, loaders,
+batches to a device."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .distributed import DistContext, ResumableBatchSampler
+from ..utils.distributed import DistContext
+
+
+def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
+    """The sample order of one epoch, identical on every process (DistributedSampler's rule)."""
+    if not shuffle:
+        return list(range(num_samples))
+    generator = torch.Generator()
+    generator.manual_seed(seed + epoch)
+    return torch.randperm(num_samples, generator=generator).tolist()
+
+
+def shard_indices(order: Sequence[int], rank: int, world_size: int, drop_uneven: bool) -> list[int]:
+    """This rank's share: ``order[rank::world]``, first cut to a multiple of the world if asked."""
+    if drop_uneven:
+        order = order[: len(order) // world_size * world_size]
+    return list(order[rank::world_size])
+
+
+class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(epoch, index)`` pairs for one process; resumable mid-epoch.
+
+    Training: shuffled per epoch with ``seed + epoch`` (like
+    ``DistributedSampler``), cut to a multiple of the world size, split
+    ``rank::world``, incomplete last batch dropped. Evaluation: in order,
+    nothing dropped (processes may then get one sample more or less).
+
+    The epoch travels with every index so that :class:`SeededSamples` can
+    derive each sample's augmentation seed from (seed, epoch, index) alone:
+    the data a step sees does not depend on workers or on a resume.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        ctx: DistContext,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.rank, self.world = ctx.rank, ctx.world_size
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch and skip its first ``start_batch`` batches (a resume)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def rank_indices(self) -> list[int]:
+        order = epoch_permutation(self.num_samples, self.seed, self.epoch, self.shuffle)
+        return shard_indices(order, self.rank, self.world, drop_uneven=self.drop_last)
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.rank_indices()) if not self.drop_last else self.num_samples // self.world
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch() - self.start_batch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        indices = self.rank_indices()
+        for b in range(self.start_batch, self.batches_per_epoch()):
+            chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
+            yield [(self.epoch, i) for i in chunk]
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -78,9 +149,12 @@ class _Collate:
         return collate_with_indices(batch, self.collate)
 
 
-def default_collate_panoramas(batch: list[tuple[dict, dict]]) -> tuple[list[dict], list[dict]]:
-    """Lists of data dicts and label dicts, no stacking (the model stacks)."""
-    return [d for d, _ in batch], [lab for _, lab in batch]
+def collate_panoramas(
+    batch: Sequence[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]],
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """DataLoader collate: a list of data dicts (the model's input) and a list of label dicts,
+    nothing stacked (the model stacks)."""
+    return [data for data, _ in batch], [labels for _, labels in batch]
 
 
 def make_loader(
@@ -106,7 +180,7 @@ def make_loader(
         SeededSamples(dataset, seed),
         batch_sampler=sampler,
         num_workers=num_workers,
-        collate_fn=_Collate(collate or default_collate_panoramas),
+        collate_fn=_Collate(collate or collate_panoramas),
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=False,
     )

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .files import read_depth16, read_json, read_mask, save_image, save_webp_lossless
+from ..utils.atomic import save_image
+from .files import read_depth16, read_json, read_mask, save_webp_lossless
 from .parallel import parallel_map
 from .sphere import pixel_directions
 

@@ -14,9 +14,6 @@ so an interrupted run leaves only finished samples; a re-run skips them.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..utils.atomic import (
+    copy_tree,
+    remove_stale_temporaries,
+    replace_directory,
+    staging_directory,
+)
 from .catalog import DatasetInfo, dataset_info
 from .files import (
-    atomic_write_json,
-    copy_tree_atomic,
     depth_image_as_uint16,
     open_image,
     read_depth16,
@@ -35,6 +36,7 @@ from .files import (
     read_mask,
     save_image,
     save_webp_lossless,
+    write_dataset_json,
 )
 from .labels import STANFORD_ASSET_FILES, check_stanford_assets
 from .parallel import parallel_map
@@ -43,7 +45,6 @@ from .stats import depth_histogram, statistics_entry
 SAMPLES_CACHE = "cache_samples_file_names.json"
 AREA_STATISTICS_CACHE = "cache_area_depth_statistics.json"
 TARGET_HEIGHT = 512  # --scale auto: 512 x 1024, the paper's training size
-PARTIAL_MARK = ".partial-"
 
 
 @dataclass(frozen=True)
@@ -249,38 +250,19 @@ def prepare_sample(task: SampleTask) -> tuple[str, np.ndarray | None]:
             return "skipped", None
         depth = read_depth16(final / "depth.png")
         return "skipped", depth_histogram(depth, read_mask(final / "depth_mask.webp"), info)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{task.name}{PARTIAL_MARK}", dir=final.parent))
-    try:
-        histogram = _write_sample(task, tmp, info)
-        _move_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staging_directory(final.parent, task.name) as staged:
+        histogram = _write_sample(task, staged, info)
+        replace_directory(staged, final)
     return "written", histogram
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename a finished sample folder to its final name (replacing an older one)."""
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL_MARK}old-", dir=final.parent))
-        os.replace(final, old / final.name)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def remove_stale_partials(out_root: Path, locations) -> int:
     """Delete temporary sample folders left by an interrupted run."""
-    removed = 0
-    for location in locations:
-        folder = out_root / location
-        if folder.is_dir():
-            for stale in folder.glob(f".*{PARTIAL_MARK}*"):
-                shutil.rmtree(stale, ignore_errors=True)
-                removed += 1
-    return removed
+    return sum(
+        len(remove_stale_temporaries(out_root / location))
+        for location in locations
+        if (out_root / location).is_dir()
+    )
 
 
 # ----------------------------------------------------------------------------- whole dataset
@@ -289,7 +271,7 @@ def remove_stale_partials(out_root: Path, locations) -> int:
 def _copy_assets(name: str, raw_root: Path, out_root: Path) -> None:
     raw_assets, out_assets = raw_root / "assets", out_root / "assets"
     if raw_assets.is_dir():
-        copy_tree_atomic(raw_assets, out_assets)
+        copy_tree(raw_assets, out_assets)
     if name == "stanford2d3ds" and not all(
         (out_assets / f).is_file() for f in STANFORD_ASSET_FILES
     ):
@@ -341,7 +323,7 @@ def prepare_dataset(
     out_root.mkdir(parents=True, exist_ok=True)
     _copy_assets(name, raw_root, out_root)
     if fresh:
-        atomic_write_json(out_root / SAMPLES_CACHE, samples)
+        write_dataset_json(out_root / SAMPLES_CACHE, samples)
     summary.samples = samples
     remove_stale_partials(out_root, samples)
     stats_path = out_root / AREA_STATISTICS_CACHE
@@ -370,7 +352,7 @@ def prepare_dataset(
         )
     if want_histogram:
         statistics = {loc: statistics_entry(histograms[loc], info) for loc in sorted(histograms)}
-        atomic_write_json(stats_path, statistics)
+        write_dataset_json(stats_path, statistics)
     log(
         f"prepared {name}: {summary.written} written, {summary.skipped} already done"
         + (f", {len(summary.broken_skipped)} broken skipped" if summary.broken_skipped else "")

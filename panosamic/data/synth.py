@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..utils.atomic import atomic_write_bytes, save_image
 from .catalog import (
     MATTERPORT_TEST,
     MATTERPORT_TRAIN,
@@ -32,9 +33,9 @@ from .catalog import (
     STRUCTURED3D_TRAIN,
     STRUCTURED3D_VALID,
     dataset_info,
-    make_palette,
 )
-from .files import atomic_write_bytes, atomic_write_json, save_image, save_png16
+from .colors import make_palette
+from .files import save_png16, write_dataset_json
 from .normals import encode_normals
 from .parallel import parallel_map
 from .render import ALL_KINDS, CLASSES, Rendering, generate_room, render
@@ -226,9 +227,9 @@ def _write_structured3d(root: Path, s: SyntheticSample, r: Rendering, broken: bo
 
 def _write_stanford_assets(root: Path, entries: list[str]) -> None:
     assets = root / "assets"
-    atomic_write_json(assets / "semantic_labels.json", entries)
+    write_dataset_json(assets / "semantic_labels.json", entries)
     name2label = {"<UNK>": 0, **{c: i + 1 for i, c in enumerate(STANFORD_CLASSES)}}
-    atomic_write_json(assets / "name2label.json", name2label)
+    write_dataset_json(assets / "name2label.json", name2label)
     colors = np.concatenate([np.zeros((1, 3), np.uint8), make_palette(len(STANFORD_CLASSES))])
     buffer = io.BytesIO()
     np.save(buffer, colors)
@@ -294,7 +295,7 @@ def write_synthetic_dataset(
             for t in tasks
             if t.broken
         ]
-        atomic_write_json(raw_root / "assets" / "broken_files.json", listed)
+        write_dataset_json(raw_root / "assets" / "broken_files.json", listed)
     return plan
 
 

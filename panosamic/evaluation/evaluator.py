@@ -7,22 +7,23 @@ the per-frame lists gathered on every process.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..train.checkpoint import atomic_write, atomic_write_text
-from ..train.distributed import DistContext, all_gather_objects, all_reduce_sum
-from ..train.samples import make_loader, to_device
+from ..data.colors import colorize
+from ..data.loader import make_loader, to_device
+from ..instances.refine import refine_semantic_with_instances
+from ..utils.atomic import save_image
+from ..utils.distributed import DistContext, all_gather_objects, all_reduce_sum
 from .metrics import SegmentationMeter, SegmentationScores, edge_key, scores_from_counts
 
 
@@ -44,30 +45,10 @@ class FoldResult:
 
 def refine_outputs(outputs: list[dict[str, Any]]) -> None:
     """Replace ``sem_preds`` by the instance-refined map wherever masks exist (in place)."""
-    from ..model.instance_semantic_fusion import refine_semantic_with_instances
-
     for out in outputs:
         masks = out.get("instance_masks") or []
         if masks:
             out["sem_preds"] = refine_semantic_with_instances(out["sem_preds"], masks)
-
-
-def colour_map(pred: Tensor, palette: Tensor | np.ndarray) -> np.ndarray:
-    """(H, W) class map -> (H, W, 3) uint8 image, class c in ``palette[c]``."""
-    palette = torch.as_tensor(np.asarray(palette), dtype=torch.uint8)
-    if palette.dim() != 2 or palette.shape[1] != 3:
-        raise ValueError(f"palette must be (K, 3), got {tuple(palette.shape)}")
-    if int(pred.max()) >= palette.shape[0]:
-        raise ValueError(
-            f"class {int(pred.max())} has no colour in a {palette.shape[0]}-colour palette"
-        )
-    return palette[pred.cpu().long()].numpy()
-
-
-def save_colour_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 @torch.no_grad()
@@ -115,7 +96,8 @@ def evaluate_model(
             counts = meter.update(pred, lab["semantics"])
             frames.append((index, name, scores_from_counts(counts).miou))
             if save_dir is not None:
-                save_colour_png(Path(save_dir) / f"{name}.png", colour_map(pred, dataset.palette))
+                picture = Image.fromarray(colorize(pred.numpy(), dataset.palette))
+                save_image(picture, Path(save_dir) / f"{name}.png")
     state = all_reduce_sum(meter.state_tensor(), ctx)
     meter.load_state_tensor(state)
     gathered = sorted(f for part in all_gather_objects(frames, ctx) for f in part)
@@ -201,23 +183,3 @@ def average_report(results: list[FoldResult]) -> dict[str, Any]:
             for f in edge_fracs
         }
     return report
-
-
-def json_safe(value: Any) -> Any:
-    """NaN / inf -> None (JSON null), recursively; tensors and numpy scalars to Python."""
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, Tensor):
-        value = value.tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Strict JSON (no bare NaN), written atomically."""
-    atomic_write_text(Path(path), json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")

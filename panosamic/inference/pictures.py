@@ -1,4 +1,4 @@
-"""Pictures of segmentations: colour maps, overlays, instance maps, legends, panels."""
+"""Pictures of a segmentation: colour map, overlay, instance map, legend, panel, summary."""
 
 from __future__ import annotations
 
@@ -8,22 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .data.catalog import make_palette
-from .data.files import save_image
-
-IGNORE_COLOUR = (0, 0, 0)
-
-
-def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W) class indices (-1 = ignore) -> (H, W, 3) uint8 colours."""
-    labels = np.asarray(labels)
-    if labels.size and labels.max() >= len(palette):
-        raise ValueError(f"label {labels.max()} has no colour in a palette of {len(palette)}")
-    out = np.zeros((*labels.shape, 3), dtype=np.uint8)
-    valid = labels >= 0
-    out[valid] = palette[labels[valid]]
-    out[~valid] = IGNORE_COLOUR
-    return out
+from ..data.colors import colorize, make_palette
+from ..utils.atomic import save_image, write_json
 
 
 def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -77,3 +63,46 @@ def stack(images: Sequence[np.ndarray]) -> np.ndarray:
 def save_rgb(array: np.ndarray, path: str | Path) -> None:
     """Write an (H, W, 3) or (H, W) uint8 array as PNG, atomically."""
     save_image(Image.fromarray(np.ascontiguousarray(array)), Path(path))
+
+
+def write_pictures(
+    out_dir: Path,
+    name: str,
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    masks: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    refined: bool = False,
+) -> list[Path]:
+    """Write the labels, colour map, overlay, panel, instances and summary of one panorama.
+
+    ``rgb``: (H, W, 3) uint8; ``labels``: (H, W) class indices; ``masks``: bool (H, W) each.
+    Returns the paths written.
+    """
+    palette = make_palette(len(class_names))
+    colours = colorize(labels, palette)
+    fractions = np.bincount(labels.ravel(), minlength=len(class_names)) / labels.size
+    blended = overlay(rgb, colours)
+    paths = {
+        kind: out_dir / f"{name}.{kind}.png" for kind in ("labels", "color", "overlay", "panel")
+    }
+    save_rgb(labels.astype(np.uint8), paths["labels"])
+    save_rgb(colours, paths["color"])
+    save_rgb(blended, paths["overlay"])
+    rows = [titled(rgb, "input"), titled(colours, "semantic classes"), titled(blended, "overlay")]
+    if len(masks):
+        paths["instances"] = out_dir / f"{name}.instances.png"
+        picture = instance_map(masks, labels.shape)
+        save_rgb(picture, paths["instances"])
+        rows.append(titled(picture, f"{len(masks)} instance masks"))
+    rows.append(legend(class_names, palette, fractions, rgb.shape[1]))
+    save_rgb(stack(rows), paths["panel"])
+    summary = {
+        "classes": {class_names[k]: float(fractions[k]) for k in np.flatnonzero(fractions)},
+        "instance_masks": len(masks),
+        "refined_with_instances": refined,
+        "size": list(labels.shape),
+    }
+    paths["json"] = out_dir / f"{name}.json"
+    write_json(paths["json"], summary, indent=None)
+    return list(paths.values())

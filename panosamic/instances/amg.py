@@ -27,20 +27,19 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.resize import resize_to
 from .config import AMGConfig
-from .factored_decoding import FactoredMaskDecoder
-from .inputs import resize_to
-from .prompt_decoding import GridMaskDecoder, prompt_slices
+from .exact_decoder import ExactMaskDecoder
+from .factored_decoder import FactoredMaskDecoder
+from .mask_decoding import prompt_slices
+from .masks import MaskSet, remove_small_regions
 from .workspace import Workspace
 
 UPSAMPLE_MASKS = 4  # masks upsampled together (4 x 512 x 1024 floats = 8 MiB: cached)
-PIXEL_CHUNK = 1 << 16  # pixels per counting matrix product
-
 
 Stage = Callable[[str], AbstractContextManager[Any]]
 
@@ -63,104 +62,6 @@ class Probe:
             self.counts[name] = self.counts.get(name, 0) + int(n)
 
 
-def count_common(a: Tensor, b: Tensor) -> Tensor:
-    """(Ka, P), (Kb, P) bool -> (Ka, Kb) int64 counts of pixels set in both (P < 2^24).
-
-    An int8 matrix product (exact int32 sums) where PyTorch has one on the
-    CPU: about three times faster than float32, thirty times faster than
-    summing booleans; float32 elsewhere (exact too: sums of 0/1 below 2^24).
-    """
-    if a.device.type == "cpu" and hasattr(torch, "_int_mm"):
-        try:
-            return torch._int_mm(a.view(torch.int8), b.view(torch.int8).T).long()
-        except RuntimeError:  # an unsupported shape or build: the float route below
-            pass
-    return (a.float() @ b.float().T).round().long()
-
-
-def pairwise_intersections(a: Tensor, b: Tensor) -> Tensor:
-    """(Ka, ...) and (Kb, ...) bool masks of equal size -> (Ka, Kb) int64 pixel intersections."""
-    a = a.flatten(1)
-    b = b.flatten(1)
-    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.int64, device=a.device)
-    if out.numel() == 0:
-        return out
-    for start in range(0, a.shape[1], PIXEL_CHUNK):
-        sl = slice(start, start + PIXEL_CHUNK)
-        out += count_common(a[:, sl], b[:, sl])
-    return out
-
-
-def count_pixels(masks: Tensor) -> Tensor:
-    """(K, ...) bool masks -> (K,) int64 pixel counts (intersections with an all-true mask)."""
-    everything = torch.ones(1, *masks.shape[1:], dtype=torch.bool, device=masks.device)
-    return pairwise_intersections(masks, everything)[:, 0]
-
-
-@dataclass
-class MaskSet:
-    """Binary masks with their scores.
-
-    ``masks``: (K, H, W) bool; ``iou`` and ``stability``: (K,) float32.
-    The pixel counts are computed once, on first use.
-    """
-
-    masks: Tensor
-    iou: Tensor
-    stability: Tensor
-    _areas: Tensor | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return self.masks.shape[0]
-
-    @property
-    def areas(self) -> Tensor:
-        """(K,) int64 pixel counts."""
-        if self._areas is None:
-            self._areas = count_pixels(self.masks)
-        return self._areas
-
-    def select(self, index: Tensor | list[int]) -> MaskSet:
-        index = torch.as_tensor(index, dtype=torch.long, device=self.masks.device)
-        areas = None if self._areas is None else self._areas[index]
-        return MaskSet(self.masks[index], self.iou[index], self.stability[index], areas)
-
-    @staticmethod
-    def empty(size: tuple[int, int], device: torch.device | str = "cpu") -> MaskSet:
-        return MaskSet(
-            torch.zeros(0, *size, dtype=torch.bool, device=device),
-            torch.zeros(0, device=device),
-            torch.zeros(0, device=device),
-        )
-
-    @staticmethod
-    def cat(sets: list[MaskSet], size: tuple[int, int], device: torch.device | str) -> MaskSet:
-        sets = [s for s in sets if len(s)]
-        if not sets:
-            return MaskSet.empty(size, device)
-        return MaskSet(
-            torch.cat([s.masks for s in sets]),
-            torch.cat([s.iou for s in sets]),
-            torch.cat([s.stability for s in sets]),
-        )
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """The reference's output format: one dict per mask."""
-        areas = self.areas.tolist()
-        ious = self.iou.tolist()
-        stabilities = self.stability.tolist()
-        return [
-            {
-                "segmentation": self.masks[i],
-                "area": int(areas[i]),
-                "predicted_iou": float(ious[i]),
-                "stability_score": float(stabilities[i]),
-            }
-            for i in range(len(self))
-        ]
-
-
-# ------------------------------------------------------------------ prompts
 def point_grid(amg: AMGConfig, canvas: int, network_hw: tuple[int, int]) -> Tensor:
     """(n, 2) float64 (x, y) prompt points on the canvas, y the outer loop.
 
@@ -203,7 +104,6 @@ def prompt_context(prompt_encoder: nn.Module) -> tuple[Tensor, Tensor]:
     return pe, dense
 
 
-# --------------------------------------------------------------- upsampling
 def low_res_region(canvas: int, side: int, network_hw: tuple[int, int]) -> tuple[int, int]:
     """Rows and columns of ``side`` x ``side`` low-res masks that :func:`upsample_to_image` reads.
 
@@ -251,16 +151,6 @@ def upsample_to_image(
     return resize_to(up[..., :h, :w], out_hw)[:, 0]
 
 
-def upsample_to_image_reference(
-    low: Tensor, canvas: int, network_hw: tuple[int, int], out_hw: tuple[int, int]
-) -> Tensor:
-    """The reference's order: upsample to the whole canvas, crop, resize."""
-    h, w = network_hw
-    up = F.interpolate(low[:, None], size=(canvas, canvas), mode="bilinear", align_corners=False)
-    return resize_to(up[..., :h, :w], out_hw)[:, 0]
-
-
-# ---------------------------------------------------------------- filtering
 def stability_scores(logits: Tensor, amg: AMGConfig) -> Tensor:
     """SAM's stability score of (k, H, W) logits -> (k,) float32."""
     from segment_anything.utils.amg import calculate_stability_score
@@ -303,25 +193,6 @@ def box_nms(boxes: Tensor, iou: Tensor, amg: AMGConfig) -> Tensor:
     )
 
 
-def remove_small_regions(masks: Tensor, min_area: int) -> Tensor:
-    """Drop 4-connected regions smaller than ``min_area`` pixels from (K, H, W) bool masks.
-
-    No hole filling (as the reference would do it). One ``scipy.ndimage.label``
-    call labels all masks at once (the structure does not connect masks).
-    """
-    if min_area <= 0 or masks.shape[0] == 0:
-        return masks
-    from scipy import ndimage
-
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1)
-    labels, _ = ndimage.label(masks.cpu().numpy(), structure=structure)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_area
-    keep[0] = False
-    return torch.from_numpy(keep[labels]).to(masks.device)
-
-
 def remove_empty(kept: MaskSet, amg: AMGConfig, probe: Probe) -> MaskSet:
     """Small-region removal (when enabled) and empty-mask removal (reference 6.2 steps 5, 6)."""
     if amg.min_mask_region_area > 0:
@@ -331,15 +202,14 @@ def remove_empty(kept: MaskSet, amg: AMGConfig, probe: Probe) -> MaskSet:
     return kept.select(torch.nonzero(kept.areas > 0).flatten())
 
 
-# -------------------------------------------------------------- generation
-PromptDecoder = GridMaskDecoder | FactoredMaskDecoder
+PromptDecoder = ExactMaskDecoder | FactoredMaskDecoder
 
 
 def prompt_decoder(
     amg: AMGConfig, mask_decoder: nn.Module, embedding: Tensor, image_pe: Tensor, dense: Tensor
 ) -> PromptDecoder:
     """SAM's mask decoder bound to one (1, C, h, w) embedding, computed as ``amg.decoder`` says."""
-    kind = FactoredMaskDecoder if amg.decoder == "factored" else GridMaskDecoder
+    kind = FactoredMaskDecoder if amg.decoder == "factored" else ExactMaskDecoder
     return kind(mask_decoder, embedding, image_pe, dense)
 
 

@@ -25,7 +25,7 @@ than the arithmetic on them).
 The result equals SAM's up to float32 round-off (about 1e-6 relative, the
 size of the difference between two encoder implementations); the masks are
 SAM's (``tests/test_instances_decoder.py``, ``tests/test_instances_paths.py``).
-:class:`~.prompt_decoding.GridMaskDecoder` keeps SAM's operation order bit for bit.
+:class:`~.exact_decoder.ExactMaskDecoder` keeps SAM's operation order bit for bit.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .prompt_decoding import (
+from .mask_decoding import (
     DecodedPrompts,
-    _attention,
     empty_masks,
     mask_side,
     prediction_heads,
     prompt_tokens,
+    sam_attention,
     step_slices,
     upscale_to_masks,
 )
@@ -70,7 +70,7 @@ def _merge_heads(x: Tensor) -> Tensor:
 class FactoredMaskDecoder:
     """SAM's mask decoder applied to point prompts on one image embedding, factored.
 
-    The interface of :class:`~.prompt_decoding.GridMaskDecoder`: :meth:`run_transformer`
+    The interface of :class:`~.exact_decoder.ExactMaskDecoder`: :meth:`run_transformer`
     then :meth:`masks`. The image tokens in the returned :class:`DecodedPrompts`
     live in this decoder's buffers and are valid until the next :meth:`run_transformer`.
 
@@ -145,9 +145,9 @@ class FactoredMaskDecoder:
     @staticmethod
     def _self_attention(layer: nn.Module, queries: Tensor, query_pe: Tensor) -> Tensor:
         if layer.skip_first_layer_pe:
-            return layer.norm1(_attention(layer.self_attn, queries, queries, queries))
+            return layer.norm1(sam_attention(layer.self_attn, queries, queries, queries))
         q = queries + query_pe
-        return layer.norm1(queries + _attention(layer.self_attn, q, q, queries))
+        return layer.norm1(queries + sam_attention(layer.self_attn, q, q, queries))
 
     def _token_to_image(
         self, attn: nn.Module, q: Tensor, image: tuple[Tensor, Tensor] | None
@@ -234,7 +234,7 @@ class FactoredMaskDecoder:
         self, decoded: DecodedPrompts, index: Tensor, needed: tuple[int, int] | None = None
     ) -> Tensor:
         """Low-resolution mask logits of the prompts ``index``, as
-        :meth:`GridMaskDecoder.masks <.prompt_decoding.GridMaskDecoder.masks>`."""
+        :meth:`ExactMaskDecoder.masks <.exact_decoder.ExactMaskDecoder.masks>`."""
         (image,) = decoded.image
         chunks = []
         for sl in step_slices(len(index), self.step):

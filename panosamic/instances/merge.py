@@ -1,37 +1,19 @@
 """Merging instance masks across modalities and across the two views (reference 6.3, 6.4).
 
-Both merges only need pixel IoUs between masks. They come from one matrix
-product of the flattened masks (exact integer counts), so the greedy
-decisions loop over numbers, not over pixels.
+:func:`merge_modalities` is a greedy mask NMS over the masks of all
+modalities of one view; :func:`merge_views` fuses the unshifted view's masks
+with the shifted view's, rolled back by half a turn.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
-from .amg import MaskSet, count_pixels, pairwise_intersections
 from .config import AMGConfig
+from .masks import MaskSet, pairwise_iou, sort_by_area
 
 
-def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
-    """(Ka, H, W), (Kb, H, W) bool -> (Ka, Kb) float64 pixel IoU on the CPU (0 where the union is empty)."""
-    inter = pairwise_intersections(a, b).cpu()
-    area_a = count_pixels(a).cpu()
-    area_b = count_pixels(b).cpu()
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou = inter.double() / union.clamp(min=1).double()
-    return torch.where(union > 0, iou, torch.zeros_like(iou))
-
-
-def sort_by_area(masks: MaskSet) -> MaskSet:
-    """Largest area first; equal areas keep their order (a stable sort)."""
-    areas = masks.areas.tolist()
-    order = sorted(range(len(areas)), key=lambda i: -areas[i])
-    return masks.select(order)
-
-
-def greedy_merge(masks: MaskSet, threshold: float) -> MaskSet:
+def merge_modalities(masks: MaskSet, threshold: float) -> MaskSet:
     """Greedy mask NMS across modalities (reference 6.3), sorted by area at the end.
 
     Candidates go in order of predicted_iou x stability_score (descending,
@@ -58,7 +40,7 @@ def unroll_shifted_view(masks: MaskSet) -> MaskSet:
     return MaskSet(rolled, masks.iou, masks.stability, masks._areas)
 
 
-def fuse_dual_view(unshifted: MaskSet, shifted: MaskSet, amg: AMGConfig) -> MaskSet:
+def merge_views(unshifted: MaskSet, shifted: MaskSet, amg: AMGConfig) -> MaskSet:
     """Fuse the two views' masks (reference 6.4); ``shifted`` is still in the shifted frame.
 
     Each shifted-view mask finds the unshifted one it overlaps most (first of

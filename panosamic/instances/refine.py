@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .amg import pairwise_intersections
+from .masks import pairwise_intersections
 
 
 def _mask_stack(masks: Sequence[Any], size: tuple[int, int], device: torch.device) -> Tensor:

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-MODALITIES: tuple[str, ...] = ("image", "depth", "normals")
+from ..hub.catalog import VIT_MODELS
+from ..instances.config import AMGConfig, NeckLayout, PromptDecoderConfig
+from ..modalities import MODALITIES, normalize_modalities
+
 AGGREGATIONS: tuple[str, ...] = ("none", "mean", "max")
-VIT_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+# ECA (the published checkpoints, the paper's parameter counts) or the fully connected MLP
+# (what the reference's JSON configs build: no "efficient_attention" key)
+CHANNEL_ATTENTION_KINDS: tuple[str, ...] = ("eca", "fc", "none")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp32, or the network under autocast
 
 
 @dataclass(frozen=True)
@@ -98,112 +104,6 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
-class PromptDecoderConfig:
-    """SAM's prompt encoder and mask decoder (official values by default)."""
-
-    mask_in_chans: int = 16
-    num_multimask_outputs: int = 3
-    transformer_depth: int = 2
-    mlp_dim: int = 2048
-    num_heads: int = 8
-    iou_head_depth: int = 3
-    iou_head_hidden_dim: int = 256
-
-
-POINT_GRIDS: tuple[str, ...] = ("canvas", "image")
-DECODERS: tuple[str, ...] = ("factored", "exact")
-
-
-@dataclass(frozen=True)
-class AMGConfig:
-    """SAM's automatic mask generation inside PanoSAMic (the JSON ``"amg"`` section).
-
-    The defaults are the reference's constants (REFERENCE_BEHAVIOUR.md section 6),
-    so the published instance masks and refinement numbers are reproduced.
-    ``None`` thresholds follow ``box_nms_thresh`` as in the reference.
-
-    Beyond the reference: ``point_grid="image"`` drops the grid points that lie
-    in the zero padding below (or right of) the image; ``modalities`` restricts
-    the mask generation to some of the model's modalities; a positive
-    ``min_mask_region_area`` removes small 4-connected regions (the paper lists
-    it, the reference leaves it off); ``decoder`` picks how SAM's mask decoder
-    is computed: ``"factored"`` (fast, SAM's numbers up to float32 round-off,
-    :mod:`.factored_decoding`) or ``"exact"`` (SAM's operations bit for bit,
-    :mod:`.prompt_decoding`); ``exact_reference_order`` runs the
-    straightforward reference order (slow; SAM's decoder, bit for bit).
-    """
-
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    mask_threshold: float = 0.0
-    box_nms_thresh: float = 0.7
-    min_mask_region_area: int = 0
-    multimask_output: bool = True
-    merge_iou_thresh: float | None = None  # cross-modality greedy merge
-    dual_view_iou_thresh: float | None = None  # cross-view fusion
-    dual_view_quality_weights: tuple[float, float] = (1.0, 0.0)  # predicted_iou, stability
-    dual_view_quality_margin: float = 0.01
-    point_grid: str = "canvas"
-    modalities: tuple[str, ...] | None = None
-    decoder: str = "factored"
-    exact_reference_order: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dual_view_quality_weights", tuple(self.dual_view_quality_weights))
-        if self.modalities is not None:
-            object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
-            if not self.modalities:
-                raise ValueError("amg modalities is empty: name at least one, or null for all")
-        if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise ValueError(
-                f"amg points_per_side and points_per_batch must be positive, got "
-                f"{self.points_per_side} and {self.points_per_batch}"
-            )
-        if self.point_grid not in POINT_GRIDS:
-            raise ValueError(
-                f"amg point_grid must be one of {POINT_GRIDS}, got {self.point_grid!r}"
-            )
-        if self.decoder not in DECODERS:
-            raise ValueError(f"amg decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.min_mask_region_area < 0:
-            raise ValueError(
-                f"amg min_mask_region_area must be >= 0, got {self.min_mask_region_area}"
-            )
-        if len(self.dual_view_quality_weights) != 2:
-            raise ValueError(
-                "amg dual_view_quality_weights must be two numbers (predicted_iou, stability_score)"
-            )
-
-    @property
-    def merge_threshold(self) -> float:
-        return self.box_nms_thresh if self.merge_iou_thresh is None else self.merge_iou_thresh
-
-    @property
-    def dual_view_threshold(self) -> float:
-        return (
-            self.box_nms_thresh if self.dual_view_iou_thresh is None else self.dual_view_iou_thresh
-        )
-
-    @classmethod
-    def from_json(cls, section: dict[str, Any] | None) -> AMGConfig:
-        """The JSON ``"amg"`` section (keys as above; ``//`` keys are comments)."""
-        values = {k: v for k, v in (section or {}).items() if not k.startswith("//")}
-        return cls().updated(values, what="config keys")
-
-    def updated(self, changes: Mapping[str, Any], what: str = "settings") -> AMGConfig:
-        """A copy with ``changes`` (field names) applied; unknown names are an error
-        ("unknown amg <what> ...")."""
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"unknown amg {what} {sorted(unknown)}; known: {sorted(known)}")
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True)
 class PanoSAMicConfig:
     """Everything needed to build a :class:`~panosamic.model.PanoSAMic`."""
 
@@ -243,6 +143,16 @@ class PanoSAMicConfig:
         """(H, W) the network runs at: half the canvas high, the canvas wide."""
         return self.encoder.img_size // 2, self.encoder.img_size
 
+    @property
+    def neck_layout(self) -> NeckLayout:
+        """How the encoder neck batch is ordered, for the instance path."""
+        return NeckLayout(self.modalities, self.num_views, self.encoder.img_size, self.input_size)
+
+    @property
+    def channel_attention_kind(self) -> str:
+        """``"eca"``, ``"fc"`` (the fully connected MLP) or ``"none"``."""
+        return channel_attention_kind(self.channel_attention)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -260,28 +170,26 @@ class PanoSAMicConfig:
         return cls(**data)
 
 
-def normalize_modalities(modalities: Any) -> tuple[str, ...]:
-    """Validate a modality list and put it in the canonical order image, depth, normals.
+def channel_attention_kind(section: AttentionConfig | Mapping[str, Any] | None) -> str:
+    """The kind of a channel attention, from its config or its JSON section."""
+    if section is None:
+        return "none"
+    efficient = (
+        section.get("efficient_attention", False)
+        if isinstance(section, Mapping)
+        else section.efficient_attention
+    )
+    return "eca" if efficient else "fc"
 
-    Accepts a sequence or a comma-separated string. ``image`` is mandatory.
-    """
-    names = _checked_modalities(modalities)
-    if "image" not in names:
-        raise ValueError(f"the 'image' modality is required, got {list(names)}")
-    return names
 
-
-def _checked_modalities(modalities: Any) -> tuple[str, ...]:
-    """Known, distinct modality names in canonical order."""
-    if isinstance(modalities, str):
-        modalities = [m.strip() for m in modalities.split(",") if m.strip()]
-    names = list(modalities)
-    unknown = [m for m in names if m not in MODALITIES]
-    if unknown:
-        raise ValueError(f"unknown modalities {unknown}; choose from {list(MODALITIES)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"modalities listed twice: {names}")
-    return tuple(m for m in MODALITIES if m in names)
+def with_channel_attention(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A JSON config with its channel attention switched to ``"eca"`` or ``"fc"``."""
+    if kind not in ("eca", "fc"):
+        raise ValueError(f"channel attention must be 'eca' or 'fc', got {kind!r}")
+    section = config.get("channel_attention")
+    if section is None:
+        raise ValueError(f"channel attention {kind!r}: the config has no channel attention")
+    return {**config, "channel_attention": {**section, "efficient_attention": kind == "eca"}}
 
 
 def _attention_from_json(section: dict[str, Any] | None) -> AttentionConfig | None:
@@ -365,7 +273,3 @@ def load_config_json(config_path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config {path} must hold a JSON object")
     return data
-
-
-def with_overrides(config: PanoSAMicConfig, **changes: Any) -> PanoSAMicConfig:
-    return replace(config, **changes)

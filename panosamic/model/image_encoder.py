@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.cpu_parallel import image_parallel_enabled, plan_workers, run_split
 from .config import EncoderConfig
-from .cpu_parallel import image_parallel_enabled, plan_workers, run_split
 
 # Elements of relative-position bias per SDPA call: on a CPU small enough for the L3
 # cache; on an accelerator large enough to keep the kernels busy.

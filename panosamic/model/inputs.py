@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .config import MODALITIES
+from ..modalities import MODALITIES
+from ..utils.resize import resize_to
 
 # SAM's pixel statistics, applied to every modality (depth and normals included).
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -84,14 +84,6 @@ def _check_image(
             raise InputError(f"{where}: values must lie in [0, 255], got [{lo:.4g}, {hi:.4g}]")
     assert size is not None
     return size
-
-
-def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of (N, C, H, W) (antialiased when shrinking); identity at equal size."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def encoder_batch(

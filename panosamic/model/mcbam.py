@@ -16,6 +16,9 @@ two-channel statistics are unfolded.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -222,3 +225,46 @@ class FeatureFuser(nn.Module):
     def forward(self, branches: list[Tensor]) -> Tensor:
         """B x (N*views*M, E, G, G) -> (N*views, B*P, 4G, 4G)."""
         return torch.cat([blk(b) for blk, b in zip(self.fusion_blocks, branches, strict=True)], 1)
+
+
+@dataclass(frozen=True)
+class FuserLayout:
+    """What the tensor names and shapes of a :class:`FeatureFuser` reveal."""
+
+    embed_dim: int  # E
+    grid_size: int  # G
+    out_chans: int  # P
+    num_branches: int  # B
+    num_modalities: int  # M
+    channel_attention: str  # "eca", "fc" or "none"
+    spatial_attention: bool
+
+
+def read_fuser_layout(
+    state: Mapping[str, Tensor], prefix: str = "feature_fuser."
+) -> FuserLayout | None:
+    """The layout of the fusion tensors in ``state``, or None when it holds no fusion blocks.
+
+    Raises KeyError naming a tensor that a fusion block must have.
+    """
+    pattern = re.compile(re.escape(prefix) + r"fusion_blocks\.(\d+)\.")
+    blocks = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    if not blocks:
+        return None
+    b0 = f"{prefix}fusion_blocks.0."
+    e, g = state[b0 + "norm.weight"].shape[:2]  # LayerNorm [E, G, G]
+    if b0 + "channel_attention.att_layer.conv.weight" in state:
+        channel = "eca"
+    elif b0 + "channel_attention.att_layer.fc.0.weight" in state:
+        channel = "fc"
+    else:
+        channel = "none"
+    return FuserLayout(
+        embed_dim=int(e),
+        grid_size=int(g),
+        out_chans=int(state[b0 + "neck.6.weight"].shape[0]),  # the last 1x1 conv: 2P -> P
+        num_branches=len(blocks),
+        num_modalities=int(state[b0 + "neck.0.weight"].shape[1]) // int(e),  # M*E -> E
+        channel_attention=channel,
+        spatial_attention=b0 + "spatial_attention.att_layer.conv.weight" in state,
+    )

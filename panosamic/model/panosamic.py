@@ -13,17 +13,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .amg import Probe
-from .config import PanoSAMicConfig
-from .fusion import FeatureFuser
+from ..hub.files import check_no_extra, check_tensors
+from ..instances.amg import Probe
+from ..instances.pipeline import instance_masks
+from ..instances.prompt_modules import build_prompt_modules
+from ..instances.refine import refine_semantic_with_instances
+from ..utils.profiling import StageTimer
+from ..utils.resize import resize_to
+from .config import PRECISIONS, PanoSAMicConfig
 from .image_encoder import ImageEncoderViT
-from .inputs import encoder_batch, resize_to, validate_batch
-from .instance_semantic_fusion import refine_semantic_with_instances
-from .instances import instance_masks
-from .profiling import StageTimer
+from .inputs import encoder_batch, validate_batch
+from .mcbam import FeatureFuser
+from .pretrained import load_pretrained
 from .semantic_decoder import BaselineDecoder, SemanticDecoder, add_view_positional_encoding
 
-PRECISIONS: dict[str, torch.dtype | None] = {
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
@@ -32,30 +36,19 @@ FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 TRAINABLE_PREFIXES = ("feature_fuser.", "semantic_decoder.")
 
 
-def build_prompt_modules(config: PanoSAMicConfig) -> tuple[nn.Module, nn.Module]:
-    """SAM's prompt encoder and mask decoder, sized for this encoder."""
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+def prompt_modules_for(config: PanoSAMicConfig) -> tuple[nn.Module, nn.Module]:
+    """SAM's prompt encoder and mask decoder, sized for ``config``'s encoder."""
+    enc = config.encoder
+    return build_prompt_modules(config.prompt_decoder, enc.out_chans, enc.grid_size, enc.img_size)
 
-    enc, pd = config.encoder, config.prompt_decoder
-    prompt_encoder = PromptEncoder(
-        embed_dim=enc.out_chans,
-        image_embedding_size=(enc.grid_size, enc.grid_size),
-        input_image_size=(enc.img_size, enc.img_size),
-        mask_in_chans=pd.mask_in_chans,
-    )
-    mask_decoder = MaskDecoder(
-        num_multimask_outputs=pd.num_multimask_outputs,
-        transformer=TwoWayTransformer(
-            depth=pd.transformer_depth,
-            embedding_dim=enc.out_chans,
-            mlp_dim=pd.mlp_dim,
-            num_heads=pd.num_heads,
-        ),
-        transformer_dim=enc.out_chans,
-        iou_head_depth=pd.iou_head_depth,
-        iou_head_hidden_dim=pd.iou_head_hidden_dim,
-    )
-    return prompt_encoder, mask_decoder
+
+def expected_shapes(
+    config: PanoSAMicConfig, semantic_only: bool = False
+) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of the model, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = PanoSAMic(config, semantic_only=semantic_only)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 class PanoSAMic(nn.Module):
@@ -78,6 +71,9 @@ class PanoSAMic(nn.Module):
             float32). May be changed later through the ``precision`` attribute.
     """
 
+    FROZEN_PREFIXES = FROZEN_PREFIXES
+    TRAINABLE_PREFIXES = TRAINABLE_PREFIXES
+
     def __init__(
         self, config: PanoSAMicConfig, semantic_only: bool = False, precision: str = "fp32"
     ) -> None:
@@ -92,7 +88,7 @@ class PanoSAMic(nn.Module):
         m = len(config.modalities)
         self.image_encoder = ImageEncoderViT(enc)
         if not semantic_only:
-            self.prompt_encoder, self.mask_decoder = build_prompt_modules(config)
+            self.prompt_encoder, self.mask_decoder = prompt_modules_for(config)
         if config.basic_fusion:
             self.semantic_decoder: nn.Module = BaselineDecoder(
                 m, enc.out_chans, enc.grid_size, config.num_classes
@@ -129,6 +125,16 @@ class PanoSAMic(nn.Module):
         """The tensors a Hub checkpoint holds: ``feature_fuser.*`` and ``semantic_decoder.*``."""
         return {k: v for k, v in self.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
 
+    def load_trainable_state_dict(
+        self, state: Mapping[str, Tensor], source: str = "the checkpoint"
+    ) -> None:
+        """Load exactly the trainable tensors: every one present with its shape, nothing else
+        (:class:`~panosamic.hub.files.CheckpointError` naming ``source`` otherwise)."""
+        expected = {k: tuple(v.shape) for k, v in self.trainable_state_dict().items()}
+        check_tensors(state, expected, source)
+        check_no_extra(state, expected, source)
+        self.load_state_dict(state, strict=False)
+
     @property
     def precision(self) -> str:
         return self._precision
@@ -141,7 +147,7 @@ class PanoSAMic(nn.Module):
 
     def autocast(self) -> AbstractContextManager:
         """The autocast context of the chosen precision (a no-op for fp32)."""
-        dtype = PRECISIONS[self.precision]
+        dtype = AUTOCAST_DTYPES[self.precision]
         if dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
@@ -233,7 +239,8 @@ class PanoSAMic(nn.Module):
             self.prompt_encoder,
             self.mask_decoder,
             neck.to(self.mask_decoder.iou_token.weight.dtype),
-            self.config,
+            self.config.neck_layout,
+            self.config.amg,
             sizes,
             probe=probe,
             progress=progress,
@@ -321,8 +328,12 @@ class PanoSAMic(nn.Module):
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained_panosamic(cls, repo_id_or_path: str | Path, **kwargs: Any) -> PanoSAMic:
-        """Load a published (Hub) or local checkpoint; see :func:`panosamic.weights.load_panosamic`."""
-        from ..weights import load_panosamic
+    def from_pretrained_panosamic(
+        cls, repo_id_or_path: str | Path, *args: Any, **kwargs: Any
+    ) -> PanoSAMic:
+        """Load a published (Hub) or local checkpoint with its SAM weights, in ``eval()`` mode.
 
-        return load_panosamic(repo_id_or_path, **kwargs)
+        The arguments are those of :func:`~panosamic.model.pretrained.load_pretrained`
+        after the class (``subfolder``, ``config_path``, ``sam_weights_path``, ...).
+        """
+        return load_pretrained(cls, repo_id_or_path, *args, **kwargs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -137,3 +139,40 @@ class BaselineDecoder(nn.Module):
 
     def forward(self, necks: Tensor) -> Tensor:
         return self.decoder_head(necks)
+
+
+@dataclass(frozen=True)
+class DecoderLayout:
+    """What the tensor names and shapes of a semantic decoder reveal.
+
+    For the baseline decoder also its input: ``out_chans`` (P), ``grid_size``
+    (G) and ``num_modalities`` (M); 0 for :class:`SemanticDecoder`.
+    """
+
+    num_classes: int
+    dual_view: bool
+    baseline: bool
+    out_chans: int = 0
+    grid_size: int = 0
+    num_modalities: int = 0
+
+
+def read_decoder_layout(
+    state: Mapping[str, Tensor], baseline: bool, prefix: str = "semantic_decoder."
+) -> DecoderLayout:
+    """The layout of a :class:`SemanticDecoder` (or, with ``baseline``, a
+    :class:`BaselineDecoder`) in ``state``. Raises KeyError naming a missing tensor."""
+    head = prefix + "decoder_head."
+    dual = any(k.startswith(prefix + "decoder_attention.") for k in state)
+    if not baseline:
+        return DecoderLayout(int(state[head + "3.weight"].shape[0]), dual, False)
+    conv_in = state[head + "1.weight"]  # 1x1 conv M*P -> P
+    p = int(conv_in.shape[0])
+    return DecoderLayout(
+        num_classes=int(state[head + "5.weight"].shape[0]),
+        dual_view=dual,
+        baseline=True,
+        out_chans=p,
+        grid_size=int(state[head + "2.weight"].shape[-1]) // 2,  # LayerNorm [P, 2G, 2G]
+        num_modalities=int(conv_in.shape[1]) // p,
+    )

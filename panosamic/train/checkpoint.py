@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, contents, RNG states.
+"""Training checkpoints: contents, RNG states, reading them back.
 
 A checkpoint (``model_last.pth`` / ``model_best.pth`` in the run directory) is
 a ``torch.save``d dict that loads with ``weights_only=True``:
@@ -18,60 +18,16 @@ a ``torch.save``d dict that loads with ``weights_only=True``:
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..utils.atomic import atomic_write
+
 CHECKPOINT_FORMAT = "panosamic.train.checkpoint/1"
-LAST_NAME = "model_last.pth"
-BEST_NAME = "model_best.pth"
-TMP_PREFIX = ".tmp-"
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete half-written files a killed run left behind (our own ``.tmp-*`` names only)."""
-    removed = []
-    for tmp in Path(directory).glob(f"{TMP_PREFIX}*"):
-        if tmp.is_file():
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
 
 
 def rng_states() -> dict[str, Any]:
@@ -97,8 +53,13 @@ def restore_rng_states(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """Write a training checkpoint atomically (see :mod:`panosamic.utils.atomic`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint written by :func:`atomic_torch_save`."""
+    """Read a training checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -1,6 +1,7 @@
-"""Options of a training run, their defaults, and how a resume reconciles them.
+"""Options of a training run: defaults, command-line help, and how a resume reconciles them.
 
-Every option has a default (:data:`DEFAULTS`). A resumed run takes its options
+:class:`TrainOptions` is the one place a training option is declared: its
+default, its check and its ``panosamic train`` help. A resumed run takes its options
 from its ``run_config.json``; options given again on the command line must
 agree with it, except the "runtime" ones (:data:`RUNTIME_KEYS`) that do not
 change the result (paths, workers, logging, checkpoint frequency).
@@ -8,54 +9,137 @@ change the result (paths, workers, logging, checkpoint frequency).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..model.config import normalize_modalities
+from ..modalities import normalize_modalities
+from ..model.config import PRECISIONS
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 SELECT_ON: tuple[str, ...] = ("heldout", "last", "none")
+LR_SCALING: tuple[str, ...] = ("reference", "none")
 RESUME_FROM: tuple[str, ...] = ("last", "best")
 CHANNEL_ATTENTION: tuple[str, ...] = ("config", "eca", "fc")
+REQUIRED_KEYS: tuple[str, ...] = ("dataset", "dataset_path", "config")
+
+
+def option(
+    default: Any,
+    help: str,
+    group: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    type: Any = None,
+) -> Any:
+    """A training option: its default, and how ``panosamic train`` offers it (``help``, the
+    help ``group``, a ``flag`` other than ``--<name>``, ``choices``, a ``type`` for argparse).
+    Options that other commands share keep their common spelling and help
+    (:mod:`panosamic.cli.options`); ``help`` then adds what is special to training."""
+    cli = {"help": help, "group": group, "flag": flag, "choices": choices, "type": type}
+    return field(default=default, metadata={"cli": cli})
+
+
+DATA, RECIPE, RUN = "data and model", "training recipe", "run directory, checkpoints, resume"
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """A training run's choices; see ``panosamic train --help`` for each."""
+    """A training run's choices; ``panosamic train --help`` is generated from these fields."""
 
-    dataset: str
-    dataset_path: str
-    config: str
-    fold: int = 1
-    vit_model: str = "vit_h"
-    modalities: tuple[str, ...] = ("image", "depth", "normals")
-    epochs: int = 50
-    batch_size: int = 1
-    grad_accum: int = 1
-    lr_scaling: str = "reference"
-    select_on: str = "heldout"
-    seed: int = 0
-    precision: str = "fp32"
-    augment: bool = True
-    depth_inlier_ratio: float = 0.995
-    random_sam: bool = False
-    full_checkpoints: bool = False
-    channel_attention: str = "config"
+    dataset: str = option(None, "", DATA)
+    dataset_path: str = option(None, "", DATA)
+    config: str = option(None, "", DATA)
+    fold: int = option(1, "fold (Stanford 1-3; Matterport/Structured3D 1-2)", DATA, type=int)
+    vit_model: str = option("vit_h", "(ignored if the config has an 'encoder' section)", DATA)
+    modalities: tuple[str, ...] = option(("image", "depth", "normals"), "", DATA)
+    channel_attention: str = option(
+        "config",
+        "channel attention: as the config says, ECA (the published checkpoints, the paper's "
+        "parameter counts) or the fully connected MLP (the reference's JSON configs)",
+        DATA,
+        choices=CHANNEL_ATTENTION,
+    )
+    depth_inlier_ratio: float = option(
+        0.995, "depth threshold d_t = this quantile of training depths", DATA, type=float
+    )
+    augment: bool = option(
+        True, "no flip / roll / colour permutation on the training split", DATA, flag="--no-augment"
+    )
+    random_sam: bool = option(
+        False,
+        "randomly initialised frozen SAM encoder (tests / tiny configs only; implies full "
+        "checkpoints)",
+        DATA,
+    )
+    epochs: int = option(
+        50, "epochs (the paper's 50; the reference's default: 1)", RECIPE, type=int
+    )
+    batch_size: int = option(1, "batch per process", RECIPE, type=int)
+    grad_accum: int = option(
+        1, "micro-batches per optimizer step (gradient accumulation)", RECIPE, type=int
+    )
+    lr_scaling: str = option(
+        "reference",
+        "reference: max_lr x total batch / 4 (total = processes x batch x accumulation); "
+        "none: the config's max_lr as is",
+        RECIPE,
+        choices=LR_SCALING,
+    )
+    select_on: str = option(
+        "heldout",
+        "model_best.pth = best mIoU on the held-out split (reference) / the last epoch (still "
+        "validated) / the last epoch without validation",
+        RECIPE,
+        choices=SELECT_ON,
+    )
+    seed: int = option(0, "seed of initialisation, order and augmentation", RECIPE, type=int)
+    precision: str = option(
+        "fp32", "(losses in float32, fp16 with a loss scaler; the reference: fp32)", RECIPE
+    )
+    full_checkpoints: bool = option(
+        False, "store every tensor (the reference's layout) instead of only the trainable ones", RUN
+    )
     # runtime options (may change on resume)
-    sam_weights_path: str | None = None
-    experiments_path: str = "experiments"
-    run_dir: str | None = None
-    resume: str | None = None
-    workers: int = 2
-    device: str | None = None
-    deterministic: bool = False
-    gradient_checkpointing: bool = False
-    checkpoint_every: int = 0
-    log_every: int = 5
-    keep_last: bool = True
+    sam_weights_path: str | None = option(None, "", DATA)
+    experiments_path: str = option(
+        "experiments", "root of the run directories (<root>/<dataset>/<time>_<ID>)", RUN
+    )
+    run_dir: str | None = option(
+        None, "use this run directory instead of a new timestamped one", RUN
+    )
+    resume: str | None = option(
+        None,
+        "continue --run-dir (or the latest run of this experiment ID) from model_<last|best>.pth",
+        RUN,
+        choices=RESUME_FROM,
+    )
+    workers: int = option(2, "data-loading worker processes per process", RUN)
+    device: str | None = option(None, "", RUN)
+    deterministic: bool = option(
+        False, "deterministic kernels (bit-exact resume on CPU; close on GPU)", RECIPE
+    )
+    gradient_checkpointing: bool = option(
+        False,
+        "recompute each fusion block in the backward pass: less memory, same result, slower",
+        RECIPE,
+    )
+    checkpoint_every: int = option(
+        0,
+        "also write model_last.pth every N optimizer steps inside an epoch (0: epoch ends)",
+        RUN,
+        type=int,
+    )
+    log_every: int = option(5, "TensorBoard step scalars every N steps", RUN, type=int)
+    keep_last: bool = option(
+        True, "delete model_last.pth at the end, as the reference does", RUN, flag="--delete-last"
+    )
 
     def __post_init__(self) -> None:
+        missing = [k for k in REQUIRED_KEYS if getattr(self, k) is None]
+        if missing:
+            flags = ", ".join("--" + k.replace("_", "-") for k in missing)
+            raise ValueError(f"missing required options: {flags}")
         object.__setattr__(self, "modalities", normalize_modalities(self.modalities))
         # absolute paths, so that a resume from another directory finds them
         for key in ("dataset_path", "sam_weights_path", "run_dir", "experiments_path"):
@@ -110,7 +194,6 @@ RUNTIME_KEYS: frozenset[str] = frozenset(
         "keep_last",
     }
 )
-REQUIRED_KEYS: tuple[str, ...] = ("dataset", "dataset_path", "config")
 
 
 def option_names() -> list[str]:
@@ -143,10 +226,6 @@ def options_from_values(
                 + ". Leave them out to use the run's own, or start a new run."
             )
     merged.update(given)
-    missing = [k for k in REQUIRED_KEYS if merged.get(k) is None]
-    if missing:
-        flags = ", ".join("--" + k.replace("_", "-") for k in missing)
-        raise ValueError(f"missing required options: {flags}")
     return TrainOptions(**merged)
 
 

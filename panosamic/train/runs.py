@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..model.config import load_config_json, normalize_modalities
-from ..weights import RUN_CONFIG_NAME
+from ..hub.locate import RUN_CONFIG_NAME, RUN_FORMAT
+from ..modalities import normalize_modalities
+from ..model.config import load_config_json
 from .options import TrainOptions, options_from_values
 
-RUN_FORMAT = "panosamic.run/1"
-HISTORY_NAME = "history.json"
 RANDOM_SAM_NAME = "sam_random_init.pth"
 
 

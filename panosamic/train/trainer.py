@@ -28,17 +28,20 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..eval.evaluator import json_safe
-from ..eval.metrics import SegmentationMeter, scores_from_counts
+from ..data.loader import make_loader, to_device
+from ..evaluation.metrics import SegmentationMeter, scores_from_counts
+from ..hub.locate import BEST_NAME, HISTORY_NAME, LAST_NAME, RUN_CONFIG_NAME, RUN_FORMAT
 from ..model import PanoSAMic
 from ..model.config import (
     PanoSAMicConfig,
     load_config_json,
     model_config_from_dict,
+    with_channel_attention,
 )
-from ..model.panosamic import TRAINABLE_PREFIXES
-from . import checkpoint as ckpt_io
-from .distributed import (
+from ..model.panosamic import TRAINABLE_PREFIXES, prompt_modules_for
+from ..model.pretrained import load_sam_weights
+from ..utils.atomic import atomic_write, remove_stale_temporaries, write_json
+from ..utils.distributed import (
     DistContext,
     all_gather_objects,
     all_reduce_sum,
@@ -47,21 +50,18 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from . import checkpoint as ckpt_io
 from .losses import PanoSAMicLoss, stack_batch
 from .optim import LRPlan, build_optimizer, current_lr, plan_learning_rate
 from .options import TrainOptions, options_from_values
 from .runs import (
-    HISTORY_NAME,
     RANDOM_SAM_NAME,
-    RUN_CONFIG_NAME,
-    RUN_FORMAT,
     experiment_id,
     experiments_root,
     read_run_config,
     resolve_options,
 )
 from .runtime import deterministic_mode, make_grad_scaler, seed_everything
-from .samples import make_loader, to_device
 
 CE_TERMS = ("CrossEntropyLoss", "FocalLoss")
 
@@ -110,7 +110,9 @@ class Trainer:
         self.config_json = (
             self.saved_run["training"]["config_json"]
             if self.saved_run
-            else with_channel_attention(load_config_json(options.config), options.channel_attention)
+            else _channel_attention_as_asked(
+                load_config_json(options.config), options.channel_attention
+            )
         )
         self.train_set, self.eval_set = self._build_datasets(dataset_builder)
         self.class_names = tuple(self.train_set.class_names)
@@ -134,7 +136,7 @@ class Trainer:
     def _build_loaders(self) -> None:
         """Resumable loaders: training shuffled per epoch, held-out split in order."""
         opts, common = self.opts, {"ctx": self.ctx, "seed": self.opts.seed}
-        common.update(num_workers=opts.workers, collate=_dataset_collate())
+        common.update(num_workers=opts.workers)
         self.train_loader, self.train_sampler = make_loader(
             self.train_set, batch_size=opts.batch_size, train=True, **common
         )
@@ -194,7 +196,7 @@ class Trainer:
             run_dir = Path(broadcast_object(str(run_dir), self.ctx))
         if self.ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            removed = ckpt_io.remove_stale_temporaries(run_dir)
+            removed = remove_stale_temporaries(run_dir)
             for tmp in removed:
                 print(f"removed a half-written file of an interrupted run: {tmp.name}")
         barrier(self.ctx)
@@ -253,7 +255,7 @@ class Trainer:
     def _resume_checkpoint(self) -> dict[str, Any] | None:
         if not self.resuming:
             return None
-        name = ckpt_io.LAST_NAME if self.opts.resume == "last" else ckpt_io.BEST_NAME
+        name = LAST_NAME if self.opts.resume == "last" else BEST_NAME
         path = self.run_dir / name
         if not path.is_file():
             raise FileNotFoundError(
@@ -273,11 +275,11 @@ class Trainer:
             if self.ctx.is_main and not (self.run_dir / RANDOM_SAM_NAME).exists():
                 save_random_sam(model, self.run_dir / RANDOM_SAM_NAME, opts.seed)
         else:
-            from ..weights import load_sam_weights
-
             load_sam_weights(model, opts.sam_weights_path)
         if self.checkpoint is not None and self.checkpoint["model_contents"] == "trainable":
-            load_trainable(model, self.checkpoint["model"])
+            model.load_trainable_state_dict(
+                self.checkpoint["model"], f"the {opts.resume} checkpoint"
+            )
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
         if self.ctx.is_main:
@@ -353,7 +355,7 @@ class Trainer:
             },
             "versions": _versions(),
         }
-        ckpt_io.atomic_write_text(self.run_dir / RUN_CONFIG_NAME, json.dumps(data, indent=2))
+        write_json(self.run_dir / RUN_CONFIG_NAME, data)
 
     @property
     def checkpoint_contents(self) -> str:
@@ -393,7 +395,7 @@ class Trainer:
         ckpt = self._checkpoint()
         if self.ctx.is_main:
             for name in names:
-                ckpt_io.atomic_torch_save(ckpt, self.run_dir / name)
+                ckpt_io.save_checkpoint(ckpt, self.run_dir / name)
         barrier(self.ctx)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -476,7 +478,7 @@ class Trainer:
                 s.batches_done = b + 1
                 every = opts.checkpoint_every
                 if every and s.global_step % every == 0 and b + 1 < total:
-                    self._save(ckpt_io.LAST_NAME)
+                    self._save(LAST_NAME)
             bar.update(1)
             bar.set_postfix(loss=f"{s.loss_sum / s.loss_count:.4f}", lr=f"{self._lr():.3g}")
         bar.close()
@@ -558,7 +560,7 @@ class Trainer:
         s = self.state
         s.epoch, s.batches_done = epoch, 0
         s.loss_sum, s.loss_count = 0.0, 0
-        names = [ckpt_io.LAST_NAME]
+        names = [LAST_NAME]
         record: dict[str, Any] = {
             "epoch": epoch,
             "global_step": s.global_step,
@@ -576,13 +578,11 @@ class Trainer:
         )
         if improved:
             s.best_miou, s.best_epoch = s.miou, epoch
-            names.insert(0, ckpt_io.BEST_NAME)
+            names.insert(0, BEST_NAME)
         record["best_epoch"] = s.best_epoch
         self.history.append(record)
         if self.ctx.is_main:  # before the checkpoint: a resume truncates the history to it
-            ckpt_io.atomic_write_text(
-                self.run_dir / HISTORY_NAME, json.dumps(json_safe(self.history), indent=2)
-            )
+            write_json(self.run_dir / HISTORY_NAME, self.history)
             self._log_epoch(record, val)
         self._save(*names)
 
@@ -608,7 +608,7 @@ class Trainer:
 
     def _finish(self) -> None:
         s = self.state
-        last = self.run_dir / ckpt_io.LAST_NAME
+        last = self.run_dir / LAST_NAME
         if not self.opts.keep_last and last.exists():
             last.unlink()
         best = (
@@ -626,8 +626,6 @@ def save_random_sam(model: PanoSAMic, path: Path, seed: int) -> None:
     prompt encoder and mask decoder (drawn from their own seed, so the model's
     initialisation is untouched), so ``evaluate --refine`` works on the run too.
     """
-    from ..model.panosamic import build_prompt_modules
-
     frozen = {
         k: v.detach().cpu()
         for k, v in model.state_dict().items()
@@ -635,37 +633,16 @@ def save_random_sam(model: PanoSAMic, path: Path, seed: int) -> None:
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        prompt_encoder, mask_decoder = build_prompt_modules(model.config)
+        prompt_encoder, mask_decoder = prompt_modules_for(model.config)
     for prefix, module in (("prompt_encoder.", prompt_encoder), ("mask_decoder.", mask_decoder)):
         frozen.update({prefix + k: v for k, v in module.state_dict().items()})
-    ckpt_io.atomic_torch_save(frozen, path)
+    atomic_write(path, lambda tmp: torch.save(frozen, tmp))
 
 
-def with_channel_attention(config: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The JSON config with its channel attention switched to ECA or the MLP ("config": as is).
-
-    The published checkpoints use ECA (``efficient_attention``); the reference's
-    JSON configs leave it off, which builds the larger fully connected variant.
-    """
-    if kind == "config":
-        return config
-    section = config.get("channel_attention")
-    if section is None:
-        raise ValueError(f"--channel-attention {kind}: the config has no channel attention")
-    return {**config, "channel_attention": {**section, "efficient_attention": kind == "eca"}}
-
-
-def load_trainable(model: PanoSAMic, state_dict: dict[str, Tensor]) -> None:
-    """Load ``feature_fuser.*`` / ``semantic_decoder.*`` tensors; every one must be there."""
-    expected = set(model.trainable_state_dict())
-    given = set(state_dict)
-    missing, unexpected = sorted(expected - given), sorted(given - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint does not match the model: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]} (of {len(missing)} / {len(unexpected)})"
-        )
-    model.load_state_dict(state_dict, strict=False)
+def _channel_attention_as_asked(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The JSON config with the channel attention ``--channel-attention`` asks for
+    (``config``: as the file says)."""
+    return config if kind == "config" else with_channel_attention(config, kind)
 
 
 def _maybe_float(value: Any) -> float | None:
@@ -682,14 +659,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "unknown"
     return out
-
-
-def _dataset_collate() -> Callable | None:
-    try:
-        from ..data import collate_panoramas
-    except ImportError:
-        return None
-    return collate_panoramas
 
 
 def _default_builder() -> DatasetBuilder:
@@ -718,7 +687,6 @@ def run_training(options: TrainOptions, dataset_builder: DatasetBuilder | None =
 
 
 __all__ = [
-    "RUN_CONFIG_NAME",
     "LRPlan",
     "TrainOptions",
     "Trainer",

@@ -1,4 +1,4 @@
-"""torchrun / DistributedDataParallel plumbing shared by training and evaluation.
+"""torchrun plumbing shared by training, evaluation and inference: process group, device, collectives.
 
 A process started by ``torchrun`` sees ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_distributed` then joins the
@@ -9,13 +9,11 @@ process group (NCCL on CUDA, gloo on CPU) and picks ``cuda:LOCAL_RANK``. A plain
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
 
 T = TypeVar("T")
 
@@ -109,73 +107,3 @@ def broadcast_object(obj: T, ctx: DistContext) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
-    """The sample order of one epoch, identical on every process (DistributedSampler's rule)."""
-    if not shuffle:
-        return list(range(num_samples))
-    generator = torch.Generator()
-    generator.manual_seed(seed + epoch)
-    return torch.randperm(num_samples, generator=generator).tolist()
-
-
-def shard_indices(order: Sequence[int], rank: int, world_size: int, drop_uneven: bool) -> list[int]:
-    """This rank's share: ``order[rank::world]``, first cut to a multiple of the world if asked."""
-    if drop_uneven:
-        order = order[: len(order) // world_size * world_size]
-    return list(order[rank::world_size])
-
-
-class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(epoch, index)`` pairs for one process; resumable mid-epoch.
-
-    Training: shuffled per epoch with ``seed + epoch`` (like
-    ``DistributedSampler``), cut to a multiple of the world size, split
-    ``rank::world``, incomplete last batch dropped. Evaluation: in order,
-    nothing dropped (processes may then get one sample more or less).
-
-    The epoch travels with every index so that :class:`SeededSamples` can
-    derive each sample's augmentation seed from (seed, epoch, index) alone:
-    the data a step sees does not depend on workers or on a resume.
-    """
-
-    def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        *,
-        ctx: DistContext,
-        shuffle: bool,
-        seed: int = 0,
-        drop_last: bool = True,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
-        self.num_samples = num_samples
-        self.batch_size = batch_size
-        self.rank, self.world = ctx.rank, ctx.world_size
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Select the epoch and skip its first ``start_batch`` batches (a resume)."""
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def rank_indices(self) -> list[int]:
-        order = epoch_permutation(self.num_samples, self.seed, self.epoch, self.shuffle)
-        return shard_indices(order, self.rank, self.world, drop_uneven=self.drop_last)
-
-    def batches_per_epoch(self) -> int:
-        n = len(self.rank_indices()) if not self.drop_last else self.num_samples // self.world
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __len__(self) -> int:
-        return max(0, self.batches_per_epoch() - self.start_batch)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        indices = self.rank_indices()
-        for b in range(self.start_batch, self.batches_per_epoch()):
-            chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
-            yield [(self.epoch, i) for i in chunk]
