@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,23 @@ def test_interrupted_preparation_resumes_to_the_same_output(tmp_path):
         resumed / plan[0].location / plan[0].name / "rgb.webp"
     ).stat().st_mtime_ns == finished_mtime
     assert _tree_bytes(resumed) == _tree_bytes(clean)
+
+
+def test_rerun_leaves_every_file_as_it_was(tmp_path):
+    """Content and modification time of every file, the copied assets/ included."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_synthetic_dataset("stanford2d3ds", raw, 2, seed=6, height=H, width=W)
+    _prepare("stanford2d3ds", raw, out)
+
+    def snapshot() -> dict[Path, tuple[bytes, int]]:
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    assert any(p.parent.name == "assets" for p in before)
+    time.sleep(0.02)  # a rewrite would show in the modification times
+    summary = _prepare("stanford2d3ds", raw, out)
+    assert (summary.written, summary.skipped) == (0, 2)
+    assert snapshot() == before
 
 
 def test_parallel_preparation_equals_serial(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from tests.conftest import set_hub_offline
 from tests.realsize import VARIANT
 
 pytestmark = pytest.mark.slow
+LAYOUTS = Path(__file__).parent / "data" / "checkpoint-layout"
 
 
 def test_model_card_snippet(vitb_files, monkeypatch):
@@ -64,6 +67,32 @@ def test_model_card_snippet(vitb_files, monkeypatch):
         model.state_dict().items(), inferred.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_single_view_checkpoint_loads_without_a_config(vitb_files, tmp_path):
+    """The view mode is read off the file: a real-size single-view ViT-B RGB-D layout."""
+    from safetensors.torch import save_file
+
+    from panosamic.model import PanoSAMic
+
+    layout = json.loads((LAYOUTS / "single-view-vitb-rgbd.json").read_text())
+    folder = tmp_path / "hub" / "single-view-vitb-rgbd"
+    folder.mkdir(parents=True)
+    tensors = {
+        name: torch.zeros(shape, dtype=torch.bfloat16) for name, shape, _ in layout["tensors"]
+    }
+    save_file(tensors, folder / "model.safetensors")
+    model = PanoSAMic.from_pretrained_panosamic(
+        tmp_path / "hub",
+        subfolder="single-view-vitb-rgbd",
+        sam_weights_path=vitb_files / "sam_weights",
+        semantic_only=True,
+    )
+    config = model.config
+    assert not config.dual_view_fusion and config.num_views == 1
+    assert config.vit_model == "vit_b" and config.modalities == ("image", "depth")
+    assert config.channel_attention_kind == "eca" and config.num_classes == 13
+    assert model.trainable_state_dict().keys() == tensors.keys()
 
 
 def test_hub_id_offline_says_what_to_download(tmp_path, monkeypatch):
