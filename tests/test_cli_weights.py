@@ -22,7 +22,10 @@ def test_hub_download_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     code = main(["weights", "hub", "matterport3d-vith-rgb", "--local-dir", str(tmp_path / "out")])
     assert code == 2
-    assert "the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE is set)" in capsys.readouterr().err
+    assert (
+        "the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE is set)"
+        in capsys.readouterr().err
+    )
 
 
 def test_hub_download_unknown_variant(tmp_path, capsys):
