@@ -70,8 +70,9 @@ def test_segment_writes_pictures_matching_the_api(files, tmp_path):
     ]
     assert main(args) == 0
     for kind in ("labels", "color", "overlay", "panel"):
-        assert (out / f"pano.{kind}.png").is_file()
-    labels = np.asarray(Image.open(out / "pano.labels.png"))
+        assert (out / "pano" / f"{kind}.png").is_file()
+    assert not (out / "pano" / "instances.png").exists()  # no masks without the instance path
+    labels = np.asarray(Image.open(out / "pano" / "labels.png"))
     assert labels.shape == (128, 256)
 
     model = load_panosamic(
@@ -80,10 +81,11 @@ def test_segment_writes_pictures_matching_the_api(files, tmp_path):
     with torch.no_grad():
         (expected,) = model([api_inputs(root)])
     assert (labels == expected["sem_preds"].argmax(0).numpy()).mean() > 0.999
-    summary = json.loads((out / "pano.json").read_text())
+    summary = json.loads((out / "pano" / "summary.json").read_text())
     assert abs(sum(summary["classes"].values()) - 1) < 1e-6 and summary["size"] == [128, 256]
-    panel = Image.open(out / "pano.panel.png")
-    assert panel.width == 256 and panel.height > 3 * 128
+    assert summary["model"]["variant"] == "tiny-dual" and summary["depth_max"] == 8.0
+    panel = Image.open(out / "pano" / "panel.png")
+    assert panel.width == 256 and panel.height > 5 * 128  # input, depth, normals, classes, overlay
 
 
 @pytest.mark.parametrize("refine", [True, False])
@@ -106,23 +108,23 @@ def test_segment_with_instances_refines_like_the_api(tmp_path, refine):
     changed = expected["labels"] != expected["sem_preds"].argmax(0)
     assert changed.any(), "the refinement should change some labels, or both runs look alike"
     want = expected["labels"] if refine else expected["sem_preds"].argmax(0)
-    labels = np.asarray(Image.open(out / "pano.labels.png"))
+    labels = np.asarray(Image.open(out / "pano" / "labels.png"))
     np.testing.assert_array_equal(labels, want.numpy())
-    summary = json.loads((out / "pano.json").read_text())
+    summary = json.loads((out / "pano" / "summary.json").read_text())
     assert summary["instance_masks"] == len(expected["instance_masks"])
     assert summary["refined_with_instances"] is refine
-    picture = np.asarray(Image.open(out / "pano.instances.png"))
+    picture = np.asarray(Image.open(out / "pano" / "instances.png"))
     assert picture.shape[:2] == labels.shape
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "code", "message"),
     [
-        ([], "missing ['depth', 'normals']"),
-        (["--depth", "x.npy"], "--depth needs --depth-scale"),
+        ([], 1, "missing ['depth', 'normals']"),  # the panorama fails, the run reports it
+        (["--depth", "x.npy"], 2, "its depth file x.npy is missing"),  # nothing left to do
     ],
 )
-def test_segment_input_errors(files, tmp_path, capsys, extra, message):
+def test_segment_input_errors(files, tmp_path, capsys, extra, code, message):
     root, hub, sam, config = files
     args = [
         "segment",
@@ -140,7 +142,7 @@ def test_segment_input_errors(files, tmp_path, capsys, extra, message):
         str(tmp_path),
         *extra,
     ]
-    assert main(args) == 2
+    assert main(args) == code
     assert message in capsys.readouterr().err
 
 
@@ -149,4 +151,7 @@ def test_segment_demo_offline_says_what_to_download(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     assert main(["segment", "--demo", "--out", str(tmp_path / "o")]) == 2
-    assert "hf download dfki-av/PanoSAMic" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # every missing file, and the command-line way to provide it
+    assert "panosamic weights hub stanford2d3ds-vitb-rgbdn-fold1" in err
+    assert "sam_vit_b_01ec64.pth" in err and "--sam-weights-path" in err

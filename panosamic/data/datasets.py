@@ -33,7 +33,7 @@ from .catalog import (
     DatasetInfo,
     dataset_info,
 )
-from .colors import make_palette
+from .colors import dataset_palette
 from .files import (
     read_depth16,
     read_json,
@@ -79,7 +79,8 @@ class PanoramaDataset(Dataset):
         name: "stanford2d3ds", "matterport3d" or "structured3d".
         root: the prepared dataset folder (``panosamic prepare``'s OUT_DIR).
         fold: Stanford 1..3; Matterport3D and Structured3D 1 (validation scenes) or 2 (test scenes).
-        split: "train" or "eval" (the fold's held-out split).
+        split: "train", "eval" (the fold's held-out split) or "all" (every prepared sample;
+            d_t still comes from the fold's training split).
         modalities: which of image, depth, normals to load (image is required).
         augment: flip / roll / permute with p = 0.25 each; None: on for "train" only.
         depth_inlier_ratio: picks d_t, one of 0.9, 0.95, 0.99, 0.995, 0.999, 1.
@@ -119,7 +120,9 @@ class PanoramaDataset(Dataset):
             )
         self.fold = fold
         self.split = split
-        self.locations = self.info.split_locations(fold, split)
+        self.locations = (
+            self._prepared_locations() if split == "all" else self.info.split_locations(fold, split)
+        )
         self.modalities = normalize_modalities(modalities)
         if depth_inlier_ratio not in DEPTH_INLIER_RATIOS:
             raise ValueError(
@@ -142,7 +145,7 @@ class PanoramaDataset(Dataset):
 
         self.class_names: tuple[str, ...] = self.info.class_names
         self.num_classes: int = len(self.class_names)
-        self.palette: np.ndarray = make_palette(self.num_classes)
+        self.palette: np.ndarray = dataset_palette(self.name)
         self._depth_threshold = None if depth_threshold is None else float(depth_threshold)
         if self._depth_threshold is not None and self._depth_threshold <= 0:
             raise ValueError(f"depth_threshold must be positive, got {depth_threshold}")
@@ -156,6 +159,15 @@ class PanoramaDataset(Dataset):
             self._check_normals()
 
     # ------------------------------------------------------------------ samples
+
+    def _prepared_locations(self) -> tuple[str, ...]:
+        """Every area or scene of the prepared folder (split "all")."""
+        cache_path = self.root / SAMPLES_CACHE
+        if cache_path.is_file():
+            return tuple(sorted(read_json(cache_path)))
+        return tuple(
+            sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        )
 
     def _list_samples(self) -> list[tuple[str, str]]:
         cache_path = self.root / SAMPLES_CACHE

@@ -49,8 +49,12 @@ def open_image(path: str | Path) -> Image.Image:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8."""
-    return np.asarray(open_image(path).convert("RGB"))
+    """(H, W, 3) uint8; a 16-bit grayscale image is scaled to 8 bits (not clipped to white)."""
+    image = open_image(path)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        wide = np.asarray(image).astype(np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
+    return np.asarray(image.convert("RGB"))
 
 
 def depth_image_as_uint16(image: Image.Image, path: str | Path) -> Image.Image:

@@ -69,3 +69,15 @@ def sum_area_histograms(
     if total is None or edges is None:
         raise ValueError("no area to take depth statistics from")
     return total, edges
+
+
+def depth_threshold_of(metres: np.ndarray, ratio: float = 0.995, bin_width: float = 0.1) -> float:
+    """d_t of one depth map by the training rule: the ``ratio`` quantile of its depths (valid,
+    in metres) floored to ``bin_width``; for a capture whose d_t nobody recorded."""
+    values = np.asarray(metres, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("no valid depth pixel to take d_t from")
+    bins = max(1, int(np.ceil(values.max() / bin_width)) + 1)
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, bins * bin_width))
+    cumulative = np.cumsum(counts)
+    return float(np.round(edges[int(np.argmax(cumulative >= ratio * cumulative[-1]))], 1))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import urllib.parse
 from pathlib import Path
+
+PROBE_SECONDS = 3.0
 
 
 def offline() -> bool:
@@ -10,6 +15,24 @@ def offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = PROBE_SECONDS) -> bool:
+    """One quick connection to the Hub's endpoint (huggingface_hub itself retries for ~25 s).
+
+    Behind a proxy the answer is left to huggingface_hub (True).
+    """
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def hub_download(
@@ -25,9 +48,10 @@ def hub_download(
 ) -> Path:
     """``hf_hub_download`` with errors that say what to do.
 
-    Offline (``HF_HUB_OFFLINE``) only the local cache is looked at. A file that
-    cannot be had raises RuntimeError with the command that fetches it on a
-    connected machine; one that does not exist raises FileNotFoundError.
+    The local cache is looked at first; offline (``HF_HUB_OFFLINE``), or when one
+    quick connection to the Hub fails, nothing else is tried. A file that cannot
+    be had raises RuntimeError with the command that fetches it on a connected
+    machine; one that does not exist raises FileNotFoundError.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -38,19 +62,20 @@ def hub_download(
     )
 
     where = f"{repo_id}/{subfolder + '/' if subfolder else ''}{filename}"
+    arguments = {
+        "subfolder": subfolder,
+        "revision": revision,
+        "cache_dir": cache_dir,
+        "local_dir": local_dir,
+        "token": token,
+    }
     try:
-        return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                subfolder=subfolder,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_dir=local_dir,
-                token=token,
-                local_files_only=local_files_only or offline(),
-            )
-        )
+        try:  # the cache first: no network when the file is there
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **arguments))
+        except LocalEntryNotFoundError:
+            if local_files_only or offline() or not hub_reachable():
+                raise
+        return Path(hf_hub_download(repo_id, filename, **arguments))
     except LocalEntryNotFoundError as err:
         raise RuntimeError(
             f"could not get {where}: the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE is "

@@ -58,13 +58,22 @@ def locate_checkpoint(
                 return LocatedCheckpoint(
                     root / name, _run_config_near(root), subfolder or root.name
                 )
+        variants = hub_layout_variants(root)
+        if variants and not subfolder:
+            raise ValueError(
+                f"{root} holds several variants in the Hub layout; choose one with --variant "
+                f"(subfolder=): {', '.join(variants)}"
+            )
         raise FileNotFoundError(
             f"no checkpoint in {root}: expected {HUB_FILENAME} (Hub layout <dir>/<variant>/{HUB_FILENAME}) "
             f"or {' / '.join(RUN_CHECKPOINTS)} (a training run)"
         )
-    if str(repo_id_or_path).startswith((".", "/", "~")) or str(repo_id_or_path).count("/") != 1:
+    text = str(repo_id_or_path)
+    if text.startswith((".", "/", "~")) or text.count("/") != 1 or path.parent.is_dir():
+        near = f"; {path.parent} exists, so it may be a typo" if path.parent.is_dir() else ""
         raise FileNotFoundError(
-            f"{repo_id_or_path} is neither an existing file or directory nor a Hub repo id"
+            f"{repo_id_or_path} is neither an existing file or folder nor a Hub repo id "
+            f"(owner/name){near}"
         )
     repo_id = str(repo_id_or_path)
     if repo_id == DEFAULT_REPO_ID and subfolder not in PUBLISHED_VARIANTS:
@@ -82,6 +91,13 @@ def locate_checkpoint(
         local_files_only=local_files_only,
     )
     return LocatedCheckpoint(file, None, subfolder)
+
+
+def hub_layout_variants(folder: Path) -> list[str]:
+    """The sub-folders of ``folder`` that hold a ``model.safetensors`` (the Hub layout)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.parent.name for p in folder.glob(f"*/{HUB_FILENAME}"))
 
 
 def _run_config_near(directory: Path) -> dict[str, Any] | None:

@@ -1,15 +1,22 @@
-"""Pictures of a segmentation: colour map, overlay, instance map, legend, panel, summary."""
+"""Pictures of a segmentation: overlay, instance map, legend, and the panel that shows it all.
+
+Text is sized to the picture (about 2.2 % of its width, at least 11 pixels), so
+a legend stays readable on a 8192-pixel-wide panel and fits on a tiny one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..data.colors import colorize, make_palette
-from ..utils.atomic import save_image, write_json
+from ..data.colors import make_palette
+
+
+def font_for(width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at a size that suits a picture ``width`` pixels wide."""
+    return ImageFont.load_default(size=max(11, round(0.022 * width)))
 
 
 def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -31,78 +38,60 @@ def legend(
     class_names: Sequence[str], palette: np.ndarray, fractions: np.ndarray, width: int
 ) -> np.ndarray:
     """A strip listing the classes present (fraction > 0), with their colour and share of pixels."""
-    present = [i for i in np.argsort(-fractions) if fractions[i] > 0]
-    font = ImageFont.load_default()
-    row_h, cols = 18, max(1, width // 210)
+    present = [i for i in np.argsort(-fractions, kind="stable") if fractions[i] > 0]
+    font = font_for(width)
+    size = int(font.size) if hasattr(font, "size") else 11
+    row_h, cell = round(1.6 * size), 12 * size
+    cols = max(1, width // cell)
     rows = max(1, -(-len(present) // cols))
-    image = Image.new("RGB", (width, rows * row_h + 6), (255, 255, 255))
+    image = Image.new("RGB", (width, rows * row_h + size // 2), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     for n, k in enumerate(present):
-        x, y = (n % cols) * (width // cols) + 6, (n // cols) * row_h + 4
-        draw.rectangle(
-            [x, y, x + 12, y + 12], fill=tuple(int(c) for c in palette[k]), outline=(0, 0, 0)
-        )
-        draw.text(
-            (x + 18, y), f"{class_names[k]} {100 * fractions[k]:.1f}%", fill=(0, 0, 0), font=font
-        )
+        x, y = (n % cols) * (width // cols) + size // 2, (n // cols) * row_h + size // 3
+        swatch = [x, y, x + size, y + size]
+        draw.rectangle(swatch, fill=tuple(int(c) for c in palette[k]), outline=(0, 0, 0))
+        label = f"{class_names[k]} {100 * fractions[k]:.1f}%"
+        draw.text((x + round(1.4 * size), y), label, fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
 
 def titled(image: np.ndarray, title: str) -> np.ndarray:
     """The image with a one-line caption above it."""
-    bar = Image.new("RGB", (image.shape[1], 16), (255, 255, 255))
-    ImageDraw.Draw(bar).text((4, 2), title, fill=(0, 0, 0), font=ImageFont.load_default())
+    font = font_for(image.shape[1])
+    size = int(font.size) if hasattr(font, "size") else 11
+    bar = Image.new("RGB", (image.shape[1], round(1.5 * size)), (255, 255, 255))
+    ImageDraw.Draw(bar).text((size // 3, size // 4), title, fill=(0, 0, 0), font=font)
     return np.concatenate([np.asarray(bar), image], axis=0)
 
 
-def stack(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack images of equal width vertically."""
-    return np.concatenate(list(images), axis=0)
+def gray(values: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 255] -> (H, W, 3) uint8 grey picture."""
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def save_rgb(array: np.ndarray, path: str | Path) -> None:
-    """Write an (H, W, 3) or (H, W) uint8 array as PNG, atomically."""
-    save_image(Image.fromarray(np.ascontiguousarray(array)), Path(path))
-
-
-def write_pictures(
-    out_dir: Path,
-    name: str,
+def panel(
     rgb: np.ndarray,
-    labels: np.ndarray,
-    masks: Sequence[np.ndarray],
-    class_names: Sequence[str],
-    refined: bool = False,
-) -> list[Path]:
-    """Write the labels, colour map, overlay, panel, instances and summary of one panorama.
-
-    ``rgb``: (H, W, 3) uint8; ``labels``: (H, W) class indices; ``masks``: bool (H, W) each.
-    Returns the paths written.
-    """
-    palette = make_palette(len(class_names))
-    colours = colorize(labels, palette)
-    fractions = np.bincount(labels.ravel(), minlength=len(class_names)) / labels.size
-    blended = overlay(rgb, colours)
-    paths = {
-        kind: out_dir / f"{name}.{kind}.png" for kind in ("labels", "color", "overlay", "panel")
-    }
-    save_rgb(labels.astype(np.uint8), paths["labels"])
-    save_rgb(colours, paths["color"])
-    save_rgb(blended, paths["overlay"])
-    rows = [titled(rgb, "input"), titled(colours, "semantic classes"), titled(blended, "overlay")]
-    if len(masks):
-        paths["instances"] = out_dir / f"{name}.instances.png"
-        picture = instance_map(masks, labels.shape)
-        save_rgb(picture, paths["instances"])
-        rows.append(titled(picture, f"{len(masks)} instance masks"))
-    rows.append(legend(class_names, palette, fractions, rgb.shape[1]))
-    save_rgb(stack(rows), paths["panel"])
-    summary = {
-        "classes": {class_names[k]: float(fractions[k]) for k in np.flatnonzero(fractions)},
-        "instance_masks": len(masks),
-        "refined_with_instances": refined,
-        "size": list(labels.shape),
-    }
-    paths["json"] = out_dir / f"{name}.json"
-    write_json(paths["json"], summary, indent=None)
-    return list(paths.values())
+    colours: np.ndarray,
+    blended: np.ndarray,
+    legend_strip: np.ndarray,
+    *,
+    depth: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
+    instances: np.ndarray | None = None,
+    instance_count: int = 0,
+    caption: str = "",
+) -> np.ndarray:
+    """The input, the depth and normals the model saw, the classes, the overlay, the
+    instance masks and the legend, stacked; ``caption`` names the model and settings."""
+    rows = [titled(rgb, "input")]
+    if depth is not None:
+        rows.append(titled(gray(depth), "depth as the model saw it (pseudo-disparity)"))
+    if normals is not None:
+        rows.append(titled(normals, "normals as the model saw them"))
+    rows += [titled(colours, "semantic classes"), titled(blended, "overlay")]
+    if instances is not None:
+        rows.append(titled(instances, f"{instance_count} instance masks"))
+    rows.append(legend_strip)
+    picture = np.concatenate(rows, axis=0)
+    return titled(picture, caption) if caption else picture

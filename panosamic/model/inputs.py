@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -82,6 +83,12 @@ def _check_image(
         lo, hi = float(t.min()), float(t.max())
         if lo < 0.0 or hi > 255.0:
             raise InputError(f"{where}: values must lie in [0, 255], got [{lo:.4g}, {hi:.4g}]")
+        if name != "depth" and hi <= 1.0:
+            warnings.warn(
+                f"{where}: every value is at most 1, but the model expects [0, 255] "
+                "(scaled by a ToTensor?); multiply by 255",
+                stacklevel=4,
+            )
     assert size is not None
     return size
 
