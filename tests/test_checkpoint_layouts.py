@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,27 +15,7 @@ from panosamic.weights import (
     inspect_checkpoint,
     parse_variant_name,
 )
-
-LAYOUTS = Path(__file__).parent / "data" / "checkpoint-layout"
-VARIANTS = sorted(p.stem for p in LAYOUTS.glob("*.json") if not p.stem.startswith("sam-"))
-
-
-def _layout(name: str) -> dict:
-    return json.loads((LAYOUTS / f"{name}.json").read_text())
-
-
-def _config_for(layout: dict):
-    fusion = json.loads(json.dumps(PUBLISHED_FUSION))
-    fusion["channel_attention"]["efficient_attention"] = layout["channel_attention"].startswith(
-        "efficient"
-    )
-    fusion["dual_view_fusion"] = layout["dual_view_fusion"]
-    return model_config_from_dict(
-        fusion,
-        vit_model=layout["vit_model"],
-        modalities=layout["modalities"],
-        num_classes=layout["num_classes"],
-    )
+from tests.layouts import VARIANTS, layout_config, read_layout
 
 
 def test_all_published_layouts_are_covered():
@@ -45,9 +23,9 @@ def test_all_published_layouts_are_covered():
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_trainable_tensors_match_published_layout(name):
-    layout = _layout(name)
-    shapes = expected_shapes(_config_for(layout), semantic_only=True)
+def test_trainable_tensors_match_publishedread_layout(name):
+    layout = read_layout(name)
+    shapes = expected_shapes(layout_config(layout), semantic_only=True)
     ours = {k: s for k, s in shapes.items() if k.startswith(TRAINABLE_PREFIXES)}
     theirs = {k: tuple(s) for k, s, _ in layout["tensors"]}
     assert ours == theirs
@@ -56,7 +34,7 @@ def test_trainable_tensors_match_published_layout(name):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_architecture_is_read_back_from_the_tensors(name):
-    layout = _layout(name)
+    layout = read_layout(name)
     state = {k: torch.empty(s, device="meta") for k, s, _ in layout["tensors"]}
     facts = inspect_checkpoint(state)
     assert facts.vit_model == layout["vit_model"]
@@ -78,12 +56,12 @@ def test_architecture_is_read_back_from_the_tensors(name):
         if "rgbd" not in name or "rgbdn" in name or "stanford" in name
         else layout["modalities"],
     )
-    assert config == _config_for(layout)
+    assert config == layout_config(layout)
 
 
 @pytest.mark.parametrize("vit", ["vit_b", "vit_l", "vit_h"])
 def test_frozen_sam_tensors_match_official_files(vit):
-    layout = _layout(f"sam-{vit.replace('_', '')}")
+    layout = read_layout(f"sam-{vit.replace('_', '')}")
     config = model_config_from_dict(PUBLISHED_FUSION, vit_model=vit)
     shapes = expected_shapes(config)
     ours = {k: s for k, s in shapes.items() if k.startswith(FROZEN_PREFIXES)}

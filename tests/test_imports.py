@@ -10,6 +10,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "panosamic"
+# Scripts, not library: the model card runs them by path (python panosamic/evaluation/evaluate.py).
+SCRIPT_SHIMS = {"panosamic.evaluation.evaluate", "panosamic.evaluation.train"}
 
 
 def module_name(path: Path) -> str:
@@ -19,7 +21,9 @@ def module_name(path: Path) -> str:
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the panosamic modules it imports."""
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    modules = {
+        module_name(p): p for p in PACKAGE.rglob("*.py") if module_name(p) not in SCRIPT_SHIMS
+    }
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]

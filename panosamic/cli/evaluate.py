@@ -36,7 +36,11 @@ def register(subparsers: Any) -> None:
     options.add(data, "dataset", more="(default: the run's)")
     options.add(data, "dataset_path", more="(default: the run's)")
     folds = data.add_mutually_exclusive_group()
-    folds.add_argument("--fold", type=int, help="one fold (default: the run's fold, else 1)")
+    folds.add_argument(
+        "--fold",
+        type=int,
+        help="one fold (default: the run's fold, else 1; ToF-360 has fold 1 only)",
+    )
     folds.add_argument(
         "--folds", type=int, nargs="+", help="several folds, e.g. 1 2 3: each fold plus averages"
     )

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="convert a raw dataset download into the processed layout for training",
         description=(
-            "Convert a raw download (Stanford2D3DS, 360BEV Matterport3D, Structured3D) into "
+            "Convert a raw download (Stanford2D3DS, 360BEV Matterport3D, Structured3D, ToF-360) into "
             "the processed layout: lossless WebP RGB, 16-bit PNG depth, depth masks, normals, "
             "labels and the cache files. Parallel, resumable (finished samples are skipped), "
             "each sample written atomically."

@@ -1,4 +1,9 @@
-"""Facts about the three datasets: areas/scenes, folds, classes, depth units, label encodings."""
+"""Facts about the datasets: areas/scenes, folds, classes, depth units, label encodings.
+
+Three datasets train and evaluate (Stanford2D3DS, Matterport3D, Structured3D);
+ToF-360 evaluates Stanford2D3DS models on real captures: its own label ids map
+to Stanford2D3DS's 13 classes (:data:`TOF360_CLASS_IDS`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DATASETS: tuple[str, ...] = ("stanford2d3ds", "matterport3d", "structured3d")
+DATASETS: tuple[str, ...] = ("stanford2d3ds", "matterport3d", "structured3d", "tof360")
 
 # The ratios for which d_t is cached (cache_splits_depth_statistics.json), in this order.
 DEPTH_INLIER_RATIOS: tuple[float, ...] = (0.9, 0.95, 0.99, 0.995, 0.999, 1.0)
@@ -69,6 +74,20 @@ STRUCTURED3D_TRAIN = tuple(f"scene_{i:05d}" for i in range(3000))
 STRUCTURED3D_VALID = tuple(f"scene_{i:05d}" for i in range(3000, 3250))
 STRUCTURED3D_TEST = tuple(f"scene_{i:05d}" for i in range(3250, 3500))
 
+# ToF-360 (COLE-Ricoh/ToF-360): 179 real panoramas in four scenes, labelled with the
+# dataset's own category ids. Evaluation: all of them, as Stanford2D3DS's 13 classes.
+TOF360_SCENES: tuple[str, ...] = ("Hospital", "Office_Room_1", "Office_Room_2", "Parking_Lot")
+TOF360_IGNORE_IDS: tuple[int, ...] = (0, 33, 34)  # unlabeled, its variant, invalid
+# Stanford class -> the ToF-360 ids it takes (40 curtain wall, 4 couch, 31 shelf);
+# every id not listed here or in TOF360_IGNORE_IDS is TOF360_OTHER_CLASS.
+TOF360_CLASS_IDS: dict[str, tuple[int, ...]] = {
+    "wall": (1, 40), "ceiling": (2, 20, 42), "floor": (3, 18), "sofa": (4,), "chair": (5,),
+    "door": (7,), "window": (8,), "table": (12,), "column": (14,), "beam": (17,),
+    "board": (26,), "bookcase": (31,),
+}  # fmt: skip
+TOF360_OTHER_CLASS = "clutter"
+TOF360_RAW_WIDTH = 5792  # the raw panoramas: 5792 x 2896
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -86,6 +105,7 @@ class DatasetInfo:
     normals_required: bool
     default_scale: float  # the reference preparation's default scale
     normals_frame: str  # "world" or "camera", see panosamic.data.augment
+    evaluation_only: bool = False  # too small to train on; its one fold is for evaluation
 
     @property
     def num_classes(self) -> int:
@@ -161,6 +181,22 @@ DATASET_INFO: dict[str, DatasetInfo] = {
         normals_required=True,
         default_scale=1.0,
         normals_frame="world",
+    ),
+    "tof360": DatasetInfo(
+        name="tof360",
+        class_names=STANFORD_CLASSES,
+        # One fold holding every scene, as the reference's: d_t comes from all of them.
+        folds={1: (TOF360_SCENES, TOF360_SCENES)},
+        depth_divisor=512.0,
+        depth_invalid=0,
+        histogram_bins=1280,  # 0.1 m bins over the 16-bit range, 65535 / 512 = 128 m
+        histogram_max=128.0,
+        cross_validation=False,
+        mask_black_always=True,
+        normals_required=True,
+        default_scale=1024 / TOF360_RAW_WIDTH,  # the reference resizes to width 1024
+        normals_frame="camera",  # assumed: normals of a time-of-flight camera's depth
+        evaluation_only=True,
     ),
 }
 

@@ -1,16 +1,17 @@
 """Class colours: each dataset's own palette, a generated one otherwise, and label maps painted.
 
 The datasets' own colours: Stanford2D3DS the colours of its ``semantic_pretty``
-images, Matterport3D the ``mpcat40`` table's (for a class that groups several
-categories, the category of the same name or the first), Structured3D the NYU40
-palette that ScanNet and Structured3D draw with.
+images (ToF-360 too, evaluated in Stanford2D3DS's classes), Matterport3D the
+``mpcat40`` table's (for a class that groups several categories, the category
+of the same name or the first), Structured3D the NYU40 palette that ScanNet
+and Structured3D draw with.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .catalog import DATASET_INFO
+from .catalog import DATASET_INFO, STANFORD_CLASSES
 
 IGNORE_COLOUR = (0, 0, 0)
 
@@ -43,7 +44,7 @@ _NYU40 = (
 def dataset_palette(name: str) -> np.ndarray:
     """(K, 3) uint8: the dataset's own colour of each of its classes, in class order."""
     classes = DATASET_INFO[name].class_names
-    if name == "stanford2d3ds":
+    if classes == STANFORD_CLASSES:  # Stanford2D3DS, ToF-360
         colours = [_STANFORD[c] for c in classes]
     elif name == "matterport3d":
         colours = [tuple(bytes.fromhex(_MATTERPORT[c])) for c in classes]

@@ -1,4 +1,4 @@
-"""PyTorch datasets over prepared Stanford2D3DS, Matterport3D and Structured3D folders.
+"""PyTorch datasets over prepared Stanford2D3DS, Matterport3D, Structured3D and ToF-360 folders.
 
 Each item is ``(data, labels)``:
 
@@ -46,9 +46,10 @@ from .labels import (
     decode_matterport,
     decode_stanford,
     decode_structured3d,
+    decode_tof360,
     stanford_instance_lookup,
 )
-from .prepare import AREA_STATISTICS_CACHE, SAMPLES_CACHE
+from .prepare import AREA_STATISTICS_CACHE, SAMPLES_CACHE, THRESHOLDS_CACHE
 from .stats import depth_thresholds, sum_area_histograms
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "resolve_dataset_name",
 ]
 
-THRESHOLDS_CACHE = "cache_splits_depth_statistics.json"
 CLASS_WEIGHTS_CACHE = "cache_class_weights.json"
 
 
@@ -76,9 +76,10 @@ class PanoramaDataset(Dataset):
     """One split of one fold of a prepared dataset (see the module docstring for the items).
 
     Args:
-        name: "stanford2d3ds", "matterport3d" or "structured3d".
+        name: "stanford2d3ds", "matterport3d", "structured3d" or "tof360".
         root: the prepared dataset folder (``panosamic prepare``'s OUT_DIR).
-        fold: Stanford 1..3; Matterport3D and Structured3D 1 (validation scenes) or 2 (test scenes).
+        fold: Stanford 1..3; Matterport3D and Structured3D 1 (validation scenes) or 2 (test
+            scenes); ToF-360 1 (every scene, in both splits: it is for evaluation).
         split: "train", "eval" (the fold's held-out split) or "all" (every prepared sample;
             d_t still comes from the fold's training split).
         modalities: which of image, depth, normals to load (image is required).
@@ -120,6 +121,12 @@ class PanoramaDataset(Dataset):
             )
         self.fold = fold
         self.split = split
+        if split == "train" and self.info.evaluation_only:
+            warnings.warn(
+                f"{self.name} is for evaluation: its one fold holds every scene in both splits, "
+                "so training on it also validates on the training panoramas",
+                stacklevel=2,
+            )
         self.locations = (
             self._prepared_locations() if split == "all" else self.info.split_locations(fold, split)
         )
@@ -276,13 +283,24 @@ class PanoramaDataset(Dataset):
     # ------------------------------------------------------------------ items
 
     def _semantics(self, folder: Path) -> np.ndarray:
+        return self._labels(folder)[0]
+
+    def ground_truth(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Item ``i``'s (H, W) classes (-1 = ignore) and, for Stanford2D3DS, its instance
+        indices (-1 = none; the other datasets: None), without augmentation or masking."""
+        location, sample = self.samples[i]
+        return self._labels(self.root / location / sample)
+
+    def _labels(self, folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if self.name == "stanford2d3ds":
-            classes, _ = decode_stanford(read_rgb(folder / "instances.webp"), self._lookup)
-            return classes
+            classes, instances = decode_stanford(read_rgb(folder / "instances.webp"), self._lookup)
+            return classes, np.where(classes >= 0, instances, -1)
         raw = read_label_image(folder / "semantics.png")
         if self.name == "matterport3d":
-            return decode_matterport(raw)
-        return decode_structured3d(raw, self.num_classes)
+            return decode_matterport(raw), None
+        if self.name == "tof360":
+            return decode_tof360(raw), None
+        return decode_structured3d(raw, self.num_classes), None
 
     def _pseudo_disparity(self, folder: Path) -> np.ndarray:
         """(H, W) float32 in [0, 255]: 255 at distance 0, 0 at or beyond d_t and where invalid."""

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import MPCAT40_TO_CLASS, STANFORD_CLASSES
+from .catalog import (
+    MPCAT40_TO_CLASS,
+    STANFORD_CLASSES,
+    TOF360_CLASS_IDS,
+    TOF360_IGNORE_IDS,
+    TOF360_OTHER_CLASS,
+)
 from .files import read_json
 
 IGNORE_INDEX = -1
@@ -87,3 +93,25 @@ def decode_structured3d(raw: np.ndarray, num_classes: int = 40) -> np.ndarray:
             f"{int(raw.min())}..{int(raw.max())}"
         )
     return raw.astype(np.int64) - 1
+
+
+def tof360_lookup(max_id: int) -> np.ndarray:
+    """ToF-360 id -> Stanford2D3DS class index for ids 0..max_id: int64 (max_id + 1,).
+
+    Ids of :data:`~panosamic.data.catalog.TOF360_IGNORE_IDS` give -1, those of
+    :data:`~panosamic.data.catalog.TOF360_CLASS_IDS` their class, any other id clutter.
+    """
+    listed = [i for ids in TOF360_CLASS_IDS.values() for i in ids] + list(TOF360_IGNORE_IDS)
+    table = np.full(max(max_id, *listed) + 1, STANFORD_CLASSES.index(TOF360_OTHER_CLASS))
+    for name, ids in TOF360_CLASS_IDS.items():
+        table[list(ids)] = STANFORD_CLASSES.index(name)
+    table[list(TOF360_IGNORE_IDS)] = IGNORE_INDEX
+    return table.astype(np.int64)
+
+
+def decode_tof360(raw: np.ndarray) -> np.ndarray:
+    """ToF-360 category ids (H, W) -> Stanford2D3DS's 13 classes (H, W) int64, -1 = ignore."""
+    raw = np.asarray(raw, dtype=np.int64)
+    if raw.size and raw.min() < 0:
+        raise ValueError(f"ToF-360 semantics must hold category ids >= 0, found {int(raw.min())}")
+    return tof360_lookup(int(raw.max()) if raw.size else 0)[raw]

@@ -4,9 +4,11 @@ Output per sample, in ``OUT/<area or scene>/<sample>/`` (the reference's layout
 and encodings): ``rgb.webp`` (lossless), ``depth.png`` (16-bit, raw units),
 ``depth_mask.webp`` (lossless, RGB 0/255), ``normals.webp`` (lossless; not for
 Matterport3D unless computed from depth), and the labels: ``instances.webp``
-(Stanford2D3DS, the raw semantic RGB) or ``semantics.png`` (unchanged). Plus
-``OUT/cache_samples_file_names.json``, ``OUT/cache_area_depth_statistics.json``
-and a copy of the raw ``assets/``.
+(Stanford2D3DS, the raw semantic RGB) or ``semantics.png`` (unchanged; ToF-360's
+``.npy`` ids as a PNG). Plus ``OUT/cache_samples_file_names.json``,
+``OUT/cache_area_depth_statistics.json`` and a copy of the raw ``assets/``. An
+evaluation-only dataset (ToF-360) takes d_t from all its samples, so its
+``OUT/cache_splits_depth_statistics.json`` is written here too, ready for evaluation.
 
 Every sample is written into a hidden temporary folder and renamed into place,
 so an interrupted run leaves only finished samples; a re-run skips them.
@@ -14,6 +16,7 @@ so an interrupted run leaves only finished samples; a re-run skips them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +25,14 @@ import numpy as np
 from PIL import Image
 
 from ..utils.atomic import (
+    atomic_write_bytes,
     copy_tree,
     remove_stale_temporaries,
     replace_directory,
     staging_directory,
 )
-from .catalog import DatasetInfo, dataset_info
+from .catalog import TOF360_SCENES, DatasetInfo, dataset_info
+from .colors import dataset_palette
 from .files import (
     depth_image_as_uint16,
     open_image,
@@ -40,10 +45,18 @@ from .files import (
 )
 from .labels import STANFORD_ASSET_FILES, check_stanford_assets
 from .parallel import parallel_map
-from .stats import depth_histogram, statistics_entry
+from .stats import depth_histogram, depth_thresholds, statistics_entry, sum_area_histograms
 
 SAMPLES_CACHE = "cache_samples_file_names.json"
 AREA_STATISTICS_CACHE = "cache_area_depth_statistics.json"
+THRESHOLDS_CACHE = "cache_splits_depth_statistics.json"
+# ToF-360's raw files by role: <scene>/<folder>/<name>_<scene>_equi_<suffix>
+TOF360_FILES: dict[str, tuple[str, str]] = {
+    "rgb": ("RGB", "rgb.png"),
+    "depth": ("depth", "depth.png"),
+    "normals": ("normal", "normal.png"),
+    "semantics": ("semantics", "semantic.npy"),
+}
 TARGET_HEIGHT = 512  # --scale auto: 512 x 1024, the paper's training size
 
 
@@ -100,6 +113,15 @@ def discover_samples(
             if names:
                 samples[area.name] = names
         expected = "area_*/pano/{rgb,depth,normal,semantic}/ and assets/"
+    elif name == "tof360":
+        for scene in (d for d in _subdirs(raw_root) if d.name in TOF360_SCENES):
+            names = _tof360_names(scene)
+            if names:
+                samples[scene.name] = names
+        expected = (
+            "<scene>/{RGB,depth,normal,semantics}/<name>_<scene>_equi_"
+            "{rgb.png,depth.png,normal.png,semantic.npy} for the scenes " + ", ".join(TOF360_SCENES)
+        )
     elif name == "matterport3d":
         out_resolved = out_root.resolve() if out_root is not None else None
         for scene in _subdirs(raw_root):
@@ -131,8 +153,29 @@ def discover_samples(
     return samples, skipped
 
 
+def _tof360_names(scene: Path) -> list[str]:
+    """Every sample name that any of a ToF-360 scene's modality folders holds, so that a
+    sample missing one of them is reported rather than skipped."""
+    names: set[str] = set()
+    for folder, suffix in TOF360_FILES.values():
+        ending = f"_{scene.name}_equi_{suffix}"
+        if (scene / folder).is_dir():
+            names |= {
+                p.name[: -len(ending)]
+                for p in (scene / folder).iterdir()
+                if p.name.endswith(ending)
+            }
+    return sorted(names)
+
+
 def sample_inputs(name: str, raw_root: Path, location: str, sample: str) -> dict[str, Path]:
     """The raw files of one sample, by role."""
+    if name == "tof360":
+        scene = raw_root / location
+        return {
+            role: scene / folder / f"{sample}_{location}_equi_{suffix}"
+            for role, (folder, suffix) in TOF360_FILES.items()
+        }
     if name == "stanford2d3ds":
         pano = raw_root / location / "pano"
         return {
@@ -195,6 +238,13 @@ def output_size(width: int, height: int, scale: float | None) -> tuple[int, int]
 def _load_inputs(task: SampleTask) -> dict[str, Image.Image]:
     images: dict[str, Image.Image] = {}
     for role, path in task.inputs.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"sample {task.location}/{task.name}: its {role} file {path} is missing"
+            )
+        if path.endswith(".npy"):
+            images[role] = _label_array_image(path, task)
+            continue
         image = open_image(path)
         if role in ("rgb", "normals") or (role == "semantics" and task.dataset == "stanford2d3ds"):
             image = image.convert("RGB")
@@ -209,6 +259,23 @@ def _load_inputs(task: SampleTask) -> dict[str, Image.Image]:
     if len(set(sizes.values())) != 1:
         raise ValueError(f"sample {task.location}/{task.name}: inputs differ in size {sizes}")
     return images
+
+
+def _label_array_image(path: str, task: SampleTask) -> Image.Image:
+    """A ``.npy`` of (H, W) integer class ids as an 8-bit (ids < 256) or 16-bit image."""
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"sample {task.location}/{task.name}: cannot read {path}: {err}") from err
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"sample {task.location}/{task.name}: {path} must hold an (H, W) array of integer "
+            f"category ids, got {ids.dtype} {ids.shape}"
+        )
+    if ids.size and (ids.min() < 0 or ids.max() > 65535):
+        raise ValueError(f"sample {task.location}/{task.name}: {path} holds ids outside 0..65535")
+    dtype = np.uint8 if ids.size == 0 or ids.max() < 256 else np.uint16
+    return Image.fromarray(np.ascontiguousarray(ids, dtype=dtype))
 
 
 def _write_sample(task: SampleTask, folder: Path, info: DatasetInfo) -> np.ndarray:
@@ -272,10 +339,21 @@ def _copy_assets(name: str, raw_root: Path, out_root: Path) -> None:
     raw_assets, out_assets = raw_root / "assets", out_root / "assets"
     if raw_assets.is_dir():
         copy_tree(raw_assets, out_assets)
+    if name == "tof360" and not (out_assets / "colors.npy").is_file():
+        _write_colors(out_assets / "colors.npy", name)
     if name == "stanford2d3ds" and not all(
         (out_assets / f).is_file() for f in STANFORD_ASSET_FILES
     ):
         check_stanford_assets(raw_assets)
+
+
+def _write_colors(path: Path, name: str) -> None:
+    """``assets/colors.npy`` as Stanford2D3DS ships it, (K + 1, 3) uint8, row 0 for unlabelled:
+    ToF-360 comes without one, and the reference's evaluation colours its maps with it."""
+    colors = np.concatenate([np.zeros((1, 3), np.uint8), dataset_palette(name)])
+    buffer = io.BytesIO()
+    np.save(buffer, colors)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _resolve_scale(scale: float | str | None) -> float | None:
@@ -345,20 +423,38 @@ def prepare_dataset(
     ]
     histograms = _run_tasks(tasks, workers, progress, summary, f"prepare {name}")
     if summary.failed:
-        first_sample, first_error = summary.failed[0]
         raise RuntimeError(
-            f"{len(summary.failed)} of {len(tasks)} samples failed (the others are done; fix and "
-            f"re-run to resume), first: {first_sample}: {first_error}"
+            f"{len(summary.failed)} of {len(tasks)} samples failed (the others are done; fix "
+            f"them and re-run to resume):\n{failure_lines(summary.failed)}"
         )
     if want_histogram:
         statistics = {loc: statistics_entry(histograms[loc], info) for loc in sorted(histograms)}
         write_dataset_json(stats_path, statistics)
+        if info.evaluation_only:
+            write_dataset_json(out_root / THRESHOLDS_CACHE, evaluation_thresholds(statistics))
     log(
         f"prepared {name}: {summary.written} written, {summary.skipped} already done"
         + (f", {len(summary.broken_skipped)} broken skipped" if summary.broken_skipped else "")
         + f" -> {out_root}"
     )
     return summary
+
+
+def failure_lines(failed: list[tuple[str, str]], shown: int = 10) -> str:
+    """One indented line per failed sample (the first ``shown``), each naming the sample."""
+    lines = [
+        error if error.startswith(f"sample {sample}:") else f"sample {sample}: {error}"
+        for sample, error in failed[:shown]
+    ]
+    if len(failed) > shown:
+        lines.append(f"... and {len(failed) - shown} more")
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def evaluation_thresholds(statistics: dict[str, list]) -> list[float]:
+    """d_t for every ratio of :data:`DEPTH_INLIER_RATIOS` from all areas' histograms (the
+    quantile rule of the training split, applied to the whole of an evaluation-only dataset)."""
+    return depth_thresholds(*sum_area_histograms(statistics, sorted(statistics)))
 
 
 def _sample_list(

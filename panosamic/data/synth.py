@@ -32,6 +32,8 @@ from .catalog import (
     STRUCTURED3D_TEST,
     STRUCTURED3D_TRAIN,
     STRUCTURED3D_VALID,
+    TOF360_IGNORE_IDS,
+    TOF360_SCENES,
     dataset_info,
 )
 from .colors import make_palette
@@ -56,6 +58,10 @@ SYNTH_CLASS_MAP: dict[str, dict[str, str]] = {
         "picture": "picture", "column": "otherstructure", "beam": "otherstructure",
         "clutter": "otherprop",
     },
+    "tof360": {
+        **{c: c for c in STANFORD_CLASSES}, "cabinet": "clutter", "bed": "clutter",
+        "picture": "clutter",
+    },
 }  # fmt: skip
 # Matterport: the mpcat40 ids an instance of each internal class may be written as
 # (all decode to the class above; several ids exercise the many-to-one remap).
@@ -65,7 +71,15 @@ MATTERPORT_RAW_IDS: dict[str, tuple[int, ...]] = {
     "bed": (11,), "board": (35,), "picture": (6,), "column": (24,), "beam": (29,),
     "clutter": (8, 14, 22, 28, 37, 38, 39, 40),
 }  # fmt: skip
-SYNTH_HOLES = {"stanford2d3ds": 0.004, "matterport3d": 0.004, "structured3d": 0.0}
+# ToF-360: the ids each internal class may be written as (several per class, and ids the
+# remap does not list for clutter, cabinet, bed and picture, which all decode to clutter).
+TOF360_RAW_IDS: dict[str, tuple[int, ...]] = {
+    "wall": (1, 40), "floor": (3, 18), "ceiling": (2, 20, 42), "door": (7,), "window": (8,),
+    "table": (12,), "chair": (5,), "sofa": (4,), "bookcase": (31,), "board": (26,),
+    "column": (14,), "beam": (17,), "clutter": (6, 23, 35, 50), "cabinet": (13,), "bed": (11,),
+    "picture": (9,),
+}  # fmt: skip
+SYNTH_HOLES = {"stanford2d3ds": 0.004, "matterport3d": 0.004, "structured3d": 0.0, "tof360": 0.004}
 STANFORD_MISSING_RGB = (13, 13, 13)  # the dataset's "no label" colour
 STANFORD_AREA_ORDER = ("area_1", "area_5a", "area_2", "area_5b", "area_3", "area_4", "area_6")
 
@@ -107,6 +121,8 @@ def _groups(name: str) -> list[tuple[str, ...]]:
         return [(area,) for area in STANFORD_AREA_ORDER]
     if name == "matterport3d":
         return [MATTERPORT_TRAIN, MATTERPORT_VALID, MATTERPORT_TEST]
+    if name == "tof360":
+        return [(scene,) for scene in TOF360_SCENES]
     return [STRUCTURED3D_TRAIN, STRUCTURED3D_VALID, STRUCTURED3D_TEST]
 
 
@@ -131,6 +147,8 @@ def plan_samples(name: str, count: int, seed: int, per_location: int = 1) -> lis
             sample_name = f"camera_{rng.bytes(16).hex()}_{room}_frame_equirectangular_domain"
         elif name == "matterport3d":
             sample_name = rng.bytes(16).hex()
+        elif name == "tof360":
+            sample_name = f"{i:04d}"
         else:
             sample_name = str(int(rng.integers(100000, 1000000)) * 10 + i % 10)
         plan.append(SyntheticSample(i, location, sample_name, int(rng.integers(2**31))))
@@ -178,6 +196,8 @@ def _write_task(task: _WriteTask) -> None:
         _write_stanford(root, s, r, task.index_base)
     elif name == "matterport3d":
         _write_matterport(root, s, r)
+    elif name == "tof360":
+        _write_tof360(root, s, r)
     else:
         _write_structured3d(root, s, r, task.broken)
 
@@ -206,6 +226,23 @@ def _write_matterport(root: Path, s: SyntheticSample, r: Rendering) -> None:
     ids = [0] + [int(rng.choice(MATTERPORT_RAW_IDS[label])) for label in r.instance_labels]
     sem = np.asarray(ids, dtype=np.uint8)[r.instances]
     save_image(Image.fromarray(sem), scene / "semantic" / f"{s.name}.png")  # 8-bit "L"
+
+
+def _write_tof360(root: Path, s: SyntheticSample, r: Rendering) -> None:
+    """``<scene>/{RGB,depth,normal,semantics}/<name>_<scene>_equi_*``: 1/512 m depth (0 = no
+    reading), the dataset's own category ids in a ``.npy`` (holes: an ignored id)."""
+    scene, stem = root / s.location, f"{s.name}_{s.location}_equi"
+    save_image(Image.fromarray(r.rgb), scene / "RGB" / f"{stem}_rgb.png")
+    raw = np.where(r.valid, np.clip(np.rint(r.depth * 512.0), 1, 65535), 0)
+    save_png16(raw.astype(np.uint16), scene / "depth" / f"{stem}_depth.png")
+    normals = encode_normals(r.normals, r.valid)
+    save_image(Image.fromarray(normals), scene / "normal" / f"{stem}_normal.png")
+    rng = np.random.default_rng(s.seed)
+    ids = [int(rng.choice(TOF360_IGNORE_IDS))]
+    ids += [int(rng.choice(TOF360_RAW_IDS[label])) for label in r.instance_labels]
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(ids, dtype=np.uint8)[r.instances])
+    atomic_write_bytes(scene / "semantics" / f"{stem}_semantic.npy", buffer.getvalue())
 
 
 def _write_structured3d(root: Path, s: SyntheticSample, r: Rendering, broken: bool) -> None:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..data.catalog import DATASET_INFO
+from ..data.catalog import DATASET_INFO, TOF360_SCENES
 from ..data.prepare import SAMPLES_CACHE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -102,6 +102,8 @@ def prepared_dataset_name(root: Path, given: str | None = None) -> str:
         return "stanford2d3ds"
     if any(n.startswith("scene_") for n in locations):
         return "structured3d"
+    if locations and set(locations) <= set(TOF360_SCENES):
+        return "tof360"
     if locations:
         return "matterport3d"
     raise ValueError(f"{root} is a prepared dataset without samples")
@@ -257,7 +259,7 @@ def _unique(
 ) -> tuple[list[PanoramaSource], list[InputProblem]]:
     """Drop a panorama given twice (reported); give distinct outputs to equal names."""
     seen_files: set[Path] = set()
-    names: dict[str, int] = {}
+    names: dict[str, int] = {"viewer": 1}  # OUT/viewer/ is the viewer's
     kept = []
     for source in sources:
         key = source.image.resolve()
