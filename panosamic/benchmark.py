@@ -1,15 +1,20 @@
 """Speed and memory of a real-size PanoSAMic with random weights (``panosamic bench``).
 
-The scripts in ``benchmarks/`` time single stages (the instance path, data loading).
+It reports this machine's own figures only. A comparison with the reference
+implementation is a side-by-side run on one machine
+(``benchmarks/bench_reference.py``); the other scripts in ``benchmarks/`` time
+single stages (the instance path, data loading) or GPUs.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -19,13 +24,6 @@ from .model.config import EncoderConfig, model_config_from_dict, with_channel_at
 from .model.image_encoder import LayerNorm2d
 from .model.panosamic import PanoSAMic
 from .utils.profiling import StageTimer
-
-# The reference implementation on this project's 2-core CPU machines (MEASUREMENTS.md):
-# ViT-B, RGB-D-N, dual view, one 512 x 1024 panorama, float32.
-REFERENCE_CPU = {
-    "semantic": {"seconds": 68.0, "peak_rss_gb": 10.3},
-    "instances": {"seconds": 532.0, "peak_rss_gb": 10.2},
-}
 
 
 @dataclass
@@ -61,6 +59,8 @@ class BenchResult:
     rss_after_build_gb: float
     peak_cuda_gb: float | None = None
     agreement_with_fp32: float | None = None
+    # cores used by other processes during the timed runs (a busy machine inflates times)
+    other_load_cores: float | None = None
     environment: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,6 +143,31 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def cpu_counters() -> tuple[float, float] | None:
+    """(busy seconds of all CPUs, this process's CPU seconds) now; None without ``/proc/stat``.
+
+    Between two readings, the first difference minus the second is the CPU time
+    other processes took: a measure of how busy the machine was meanwhile.
+    """
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = sum(ticks[3:5])  # idle, iowait
+    guests = sum(ticks[8:10])  # already counted in user and nice
+    busy = (sum(ticks) - idle - guests) / os.sysconf("SC_CLK_TCK")
+    return busy, sum(os.times()[:2])
+
+
+def other_load(before: tuple[float, float] | None, wall_seconds: float) -> float | None:
+    """Cores other processes used on average since ``before`` (a :func:`cpu_counters` reading)."""
+    after = cpu_counters()
+    if before is None or after is None or wall_seconds <= 0:
+        return None
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / wall_seconds)
+
+
 def _timed_runs(
     model: PanoSAMic, cfg: BenchConfig, step, label: str, progress: bool
 ) -> dict[str, Any]:
@@ -153,9 +178,12 @@ def _timed_runs(
         torch.cuda.reset_peak_memory_stats(device)
     timer = StageTimer()
     seconds = []
+    counters = None
     for i in range(cfg.warmup + cfg.repeats):
         timed = i >= cfg.warmup
         model.stage_timer = timer if timed else None
+        if i == cfg.warmup:
+            counters = cpu_counters()
         start = time.perf_counter()
         step()
         if device.type == "cuda":
@@ -174,6 +202,7 @@ def _timed_runs(
         "peak_rss_gb": _peak_rss_gb(),
         "rss_after_build_gb": rss_after_build,
         "peak_cuda_gb": torch.cuda.max_memory_allocated(device) / 1e9 if cuda else None,
+        "other_load_cores": other_load(counters, sum(seconds)),
         "environment": environment(),
     }
 
@@ -228,12 +257,27 @@ def _agreement_with_fp32(model: PanoSAMic, batch, outputs) -> float:
     return float((low == full).float().mean())
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
+    """Where a figure was measured: processor, cores, threads, torch, date."""
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_name(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
@@ -261,19 +305,15 @@ def format_table(result: BenchResult) -> str:
         lines.append(f"  peak CUDA memory    {result.peak_cuda_gb:8.2f} GB")
     if result.agreement_with_fp32 is not None:
         lines.append(f"  argmax agreement with fp32: {100 * result.agreement_with_fp32:.2f} %")
-    ref = REFERENCE_CPU["instances" if cfg["instances"] else "semantic"]
-    reference_config = (
-        not cfg.get("train_step")
-        and not cfg["tiny"]
-        and cfg["vit_model"] == "vit_b"
-        and len(cfg["modalities"]) == 3
-        and cfg["dual_view"]
-        and cfg["device"] == "cpu"
-    )
-    if reference_config:
+    env = result.environment
+    if env:
         lines.append(
-            f"  reference (2-core CPU, same config): {ref['seconds']:.0f} s, {ref['peak_rss_gb']} GB  ->  "
-            f"{ref['seconds'] / result.median_seconds:.2f}x faster, "
-            f"{result.peak_rss_gb / ref['peak_rss_gb']:.2f} of its memory"
+            f"  machine: {env.get('processor')}, {env.get('cores')} cores, "
+            f"{env.get('threads')} threads, torch {env.get('torch')}, {env.get('date')}"
+        )
+    if result.other_load_cores is not None:
+        busy = "  (a busy machine: measure again)" if result.other_load_cores > 0.2 else ""
+        lines.append(
+            f"  other processes meanwhile: {result.other_load_cores:.2f} cores on average{busy}"
         )
     return "\n".join(lines)

@@ -33,7 +33,7 @@ def test_bf16_agrees_with_fp32(model):
 
 def test_unknown_precision(model):
     with pytest.raises(ValueError, match="precision must be one of"):
-        model.precision = "int8"
+        model.precision = "int4"
 
 
 def _grads(model, checkpointing: bool) -> dict[str, torch.Tensor]:

@@ -118,3 +118,12 @@ def test_radam_alternative_uses_absolute_lambda() -> None:
             ),
             1,
         )
+
+
+def test_int8_is_an_inference_precision(tmp_path):
+    from panosamic.train.options import REQUIRED_KEYS, TrainOptions
+
+    required = {key: str(tmp_path) for key in REQUIRED_KEYS}
+    with pytest.raises(ValueError, match="int8 is for inference"):
+        TrainOptions(**required, precision="int8")
+    assert TrainOptions(**required, precision="bf16").precision == "bf16"

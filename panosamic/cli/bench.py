@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--single-view", action="store_true")
     parser.add_argument("--channel-attention", choices=("eca", "fc"), default="eca")
     parser.add_argument("--instances", action="store_true", help="include SAM instance masks")
-    options.add(parser, "precision", default="fp32", more="[fp32]")
+    options.add(
+        parser,
+        "precision",
+        default="fp32",
+        more="[fp32]; int8 (CPU only): the encoder's attention projections as int8 products",
+    )
     parser.add_argument(
         "--compare-fp32", action="store_true", help="report argmax agreement with fp32"
     )

@@ -76,7 +76,8 @@ SHARED: dict[str, Option] = {
             ("--precision",),
             {
                 "choices": PRECISIONS,
-                "help": "fp32, or bf16 / fp16: the network under autocast",
+                "help": "fp32; bf16 / fp16: the network under autocast; int8 (CPU only): the "
+                "encoder's q/k/v and output projections as int8 products, the rest in bf16",
             },
         ),
         Option(("--workers",), {"type": int, "help": "worker processes"}),

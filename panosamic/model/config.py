@@ -25,7 +25,16 @@ AGGREGATIONS: tuple[str, ...] = ("none", "mean", "max")
 # ECA (the published checkpoints, the paper's parameter counts) or the fully connected MLP
 # (what the reference's JSON configs build: no "efficient_attention" key)
 CHANNEL_ATTENTION_KINDS: tuple[str, ...] = ("eca", "fc", "none")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp32, or the network under autocast
+# fp32; bf16 / fp16: the network under autocast; int8: the encoder's linear layers as int8
+# products (CPU only), the rest as bf16
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+# The encoder's linear layers by kind: the name inside a block (``blocks.<i>.<name>``).
+INT8_LAYER_KINDS: dict[str, str] = {
+    "qkv": "attn.qkv",
+    "proj": "attn.proj",
+    "lin1": "mlp.lin1",
+    "lin2": "mlp.lin2",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,44 @@ class EncoderConfig:
     def num_branches(self) -> int:
         """B: one branch per global-attention block."""
         return len(self.global_attn_indexes)
+
+
+@dataclass(frozen=True)
+class Int8Layers:
+    """Which of the encoder's linear layers run as int8 products under ``precision="int8"``.
+
+    ``kinds``: among ``qkv``, ``proj``, ``lin1``, ``lin2`` (:data:`INT8_LAYER_KINDS`);
+    ``dense_blocks``: block indices kept entirely dense (bfloat16). Layers not
+    selected run as bfloat16 products.
+    """
+
+    kinds: tuple[str, ...] = tuple(INT8_LAYER_KINDS)
+    dense_blocks: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        object.__setattr__(self, "dense_blocks", tuple(self.dense_blocks))
+        unknown = set(self.kinds) - set(INT8_LAYER_KINDS)
+        if unknown:
+            raise ValueError(
+                f"unknown int8 layer kinds {sorted(unknown)}; known: {list(INT8_LAYER_KINDS)}"
+            )
+
+    def quantizes(self, name: str) -> bool:
+        """Whether the encoder layer ``name`` (``blocks.<i>.attn.qkv`` ...) is int8."""
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit():
+            return False
+        if int(parts[1]) in self.dense_blocks:
+            return False
+        return any(parts[2] == INT8_LAYER_KINDS[kind] for kind in self.kinds)
+
+
+# What precision="int8" quantises: the attention's projections. The MLP's layers stay
+# bfloat16: each kind alone costs 0.4-0.5 points of argmax agreement with float32 on the
+# real-size random ViT-B, q/k/v and the output projection 0.06 and 0.14
+# (benchmarks/bench_int8_layers.py, docs/performance.md).
+DEFAULT_INT8_LAYERS = Int8Layers(kinds=("qkv", "proj"))
 
 
 VIT_PRESETS: dict[str, EncoderConfig] = {

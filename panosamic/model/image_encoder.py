@@ -16,26 +16,96 @@ speed and memory (all rewrites are exact up to float round-off):
 * under ``torch.no_grad`` the blocks update the token map in place, a few
   images at a time, and the MLP runs in token chunks, so neither the q/k/v
   projections nor the 4x-wide hidden layer ever exist for the whole batch.
+
+Lower precisions (``forward`` under autocast, or ``int8=True``):
+
+* bfloat16 on a CPU with AMX: the attention reads q, k and v straight out of
+  the q/k/v projection (no copies) and runs SDPA's fused bfloat16 kernel with
+  the bias as its mask, in larger chunks; on other CPUs it runs as bfloat16
+  batched matrix products (their SDPA computes bfloat16 in float32);
+* int8: the linear layers chosen by :attr:`ImageEncoderViT.int8_layers` run
+  as int8 products (:mod:`panosamic.model.int8`), everything else in bfloat16.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ctypes
+import sys
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.cpu_parallel import image_parallel_enabled, plan_workers, run_split
-from .config import EncoderConfig
+from .config import DEFAULT_INT8_LAYERS, EncoderConfig
+from .int8 import Int8Linears
 
 # Elements of relative-position bias per SDPA call: on a CPU small enough for the L3
 # cache; on an accelerator large enough to keep the kernels busy.
 _BIAS_CHUNK_ELEMENTS = {"cpu": 1024 * 1024}
 _BIAS_CHUNK_ELEMENTS_ACCELERATOR = 64 * 1024 * 1024
+# bfloat16 with SDPA's fused kernel on a CPU: larger chunks pay (fewer calls, same cache use).
+_BIAS_CHUNK_ELEMENTS_SDPA_CPU = 4 * 1024 * 1024
 # Tokens per chunk for q/k/v projection + attention and for the MLP (bounds peak memory).
 _TOKEN_CHUNK = 4096
+# MLP chunk for bfloat16 / int8 on a CPU: the hidden layer stays small enough to be reused
+# by the allocator instead of page-faulted in afresh (float32 keeps its measured order).
+_MLP_CHUNK_LOWERED_CPU = 1024
+
+
+# How a block applies one of its frozen linear layers: (layer, x, gelu=False, add_to=None)
+# -> layer(x), GELU'd if gelu, added in place into add_to if given (then add_to).
+LinearFn = Callable[..., Tensor]
+
+
+def dense_linear(
+    layer: nn.Linear, x: Tensor, gelu: bool = False, add_to: Tensor | None = None
+) -> Tensor:
+    """``layer(x)`` with the layer's own weights (float32, or bfloat16 when lowered)."""
+    out = F.linear(x, layer.weight, layer.bias)
+    out = F.gelu(out) if gelu else out
+    return out if add_to is None else add_to.add_(out)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (another C library, another system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc only; else nothing).
+
+    The encoder's many mid-sized temporaries stay in the heap after they are
+    freed (glibc keeps them for reuse), so the resident memory after the
+    encoder would stay at its peak through the fusion and the decoder.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _cpu_has_amx_bf16() -> bool:
+    try:
+        return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_AMX_BF16 = _cpu_has_amx_bf16()  # once: a constant for torch.compile, too
+
+
+def _strided_sdpa(qkv: Tensor) -> bool:
+    """bfloat16 on a CPU whose SDPA kernel computes in bfloat16 (AMX tiles)."""
+    return qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16 and _AMX_BF16
 
 
 class LayerNorm2d(nn.Module):
@@ -74,13 +144,15 @@ class MLPBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.lin2(self.act(self.lin1(x)))
 
-    def add_to_(self, x: Tensor, normed: Tensor) -> None:
-        """x += mlp(normed), token chunk by token chunk (inference only)."""
+    def add_to_(self, x: Tensor, normed: Tensor, linear: LinearFn = dense_linear) -> None:
+        """x += mlp(normed), token chunk by token chunk (inference only); (..., dim) each."""
         flat_x, flat_n = x.view(-1, x.shape[-1]), normed.view(-1, normed.shape[-1])
-        for start in range(0, flat_x.shape[0], _TOKEN_CHUNK):
-            part = slice(start, start + _TOKEN_CHUNK)
-            hidden = F.linear(flat_n[part], self.lin1.weight, self.lin1.bias)
-            flat_x[part] += F.linear(F.gelu(hidden), self.lin2.weight, self.lin2.bias)
+        lowered = linear is not dense_linear or self.lin1.weight.dtype != torch.float32
+        chunk = _MLP_CHUNK_LOWERED_CPU if lowered and x.device.type == "cpu" else _TOKEN_CHUNK
+        for start in range(0, flat_x.shape[0], chunk):
+            part = slice(start, start + chunk)
+            hidden = linear(self.lin1, flat_n[part], gelu=True)
+            linear(self.lin2, hidden, add_to=flat_x[part])
 
 
 def relative_position_table(size: int, rel_pos: Tensor) -> Tensor:
@@ -134,6 +206,67 @@ def attention_with_rel_pos(
     return out
 
 
+def rel_pos_expander(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(h + w, h * w) 0/1 matrix E with [bias_h, bias_w] @ E = B row by row.
+
+    For one query, B[(k, l)] = bias_h[k] + bias_w[l]: row k of E's first h rows
+    selects the keys of key row k, row l of its last w rows those of key column
+    l. Each output sums exactly two terms, so the product is exact; as one
+    matrix product it beats a broadcast add whose inner loop is only w long.
+    """
+    keys = torch.arange(h * w, device=device)
+    rows = torch.cat([keys // w, h + keys % w])
+    e = torch.zeros(h + w, h * w, dtype=dtype, device=device)
+    e[rows, torch.cat([keys, keys])] = 1
+    return e
+
+
+def attention_heads_with_rel_pos(
+    q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, hw: tuple[int, int]
+) -> Tensor:
+    """softmax(q k^T / sqrt(d) + B) v with SAM's decomposed bias B, by SDPA on strided views.
+
+    q, k, v: (b, heads, N, d) views of any strides (for example straight out of
+    the q/k/v projection), N = h * w; rel_h (h, h, d), rel_w (w, w, d). Returns
+    (b, N, heads, d), contiguous. B is built per chunk of (images, heads, query
+    rows) by :func:`rel_pos_expander` and passed to SDPA as its additive mask.
+    """
+    b, heads, tokens, d = q.shape
+    h, w = hw
+    budget = _BIAS_CHUNK_ELEMENTS_SDPA_CPU
+    per_head = tokens * tokens
+    if heads * per_head <= budget:  # whole heads, several images at a time
+        images, group, rows = max(1, min(b, budget // (heads * per_head))), heads, h
+    elif per_head <= budget:  # whole heads, a few at a time
+        images, group, rows = 1, budget // per_head, h
+    else:  # query rows of one head at a time
+        images, group, rows = 1, 1, max(1, min(h, budget // (w * tokens)))
+    grid_q = q.reshape(b, heads, h, w, d)
+    factors = torch.cat(
+        [
+            torch.einsum("bahwd,hkd->bahwk", grid_q, rel_h),  # (b, heads, h, w, h)
+            torch.einsum("bahwd,wkd->bahwk", grid_q, rel_w),  # (b, heads, h, w, w)
+        ],
+        dim=-1,
+    ).view(b, heads, tokens, h + w)
+    expander = rel_pos_expander(h, w, q.dtype, q.device)
+    out = q.new_empty(b, tokens, heads, d)
+    buffer = q.new_empty(images, group, rows * w, tokens)  # one chunk of B, reused
+    for i0 in range(0, b, images):
+        im = slice(i0, i0 + images)
+        for a0 in range(0, heads, group):
+            hs = slice(a0, a0 + group)
+            for r0 in range(0, h, rows):
+                queries = slice(r0 * w, min(h, r0 + rows) * w)
+                qc = q[im, hs, queries]
+                n, g, length = qc.shape[:3]
+                mask = buffer[:n, :g, :length]
+                torch.matmul(factors[im, hs, queries], expander, out=mask)
+                chunk = F.scaled_dot_product_attention(qc, k[im, hs], v[im, hs], attn_mask=mask)
+                out[im, queries, hs] = chunk.transpose(1, 2)
+    return out
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with SAM's decomposed relative-position bias."""
 
@@ -150,6 +283,13 @@ class Attention(nn.Module):
         """Attention of projected tokens: (b, h, w, 3*dim) -> (b, h, w, dim), before ``proj``."""
         b, h, w, three_dim = qkv.shape
         heads, d = self.num_heads, three_dim // (3 * self.num_heads)
+        if _strided_sdpa(qkv):
+            views = qkv.view(b, h * w, 3, heads, d).unbind(2)  # 3 x (b, N, heads, d)
+            q, k, v = (p.transpose(1, 2) for p in views)  # (b, heads, N, d) views
+            rel_h = relative_position_table(h, self.rel_pos_h).to(qkv.dtype)
+            rel_w = relative_position_table(w, self.rel_pos_w).to(qkv.dtype)
+            out = attention_heads_with_rel_pos(q, k, v, rel_h, rel_w, (h, w))
+            return out.view(b, h, w, heads * d)
         parts = qkv.reshape(b, h * w, 3, heads, d).permute(2, 0, 3, 1, 4)  # (3, b, heads, N, d)
         q, k, v = (p.reshape(b * heads, h * w, d) for p in parts.unbind(0))
         rel_h = relative_position_table(h, self.rel_pos_h)
@@ -162,33 +302,56 @@ class Attention(nn.Module):
         return self.proj(self.core(self.qkv(x)))
 
 
+def _window_spans(size: int, window: int) -> list[tuple[slice, slice, int, int]]:
+    """``size`` tokens cut at whole windows: (token slice, window slice, windows, tokens each)."""
+    full, rest = divmod(size, window)
+    spans = [(slice(0, full * window), slice(0, full), full, window)] if full else []
+    if rest:
+        spans.append((slice(full * window, size), slice(full, full + 1), 1, rest))
+    return spans
+
+
+def _window_grid(windows: Tensor, b: int, nh: int, nw: int) -> Tensor:
+    """(b * nh * nw, k, k, C) windows viewed as (b, nh, k, nw, k, C): row, column order."""
+    k = windows.shape[1]
+    return windows.view(b, nh, nw, k, k, windows.shape[-1]).permute(0, 1, 3, 2, 4, 5)
+
+
 def window_partition(x: Tensor, window: int, pad_value: Tensor | None = None) -> Tensor:
     """(B, H, W, C) -> (B * nW, window, window, C), padding H and W up to whole windows.
 
-    The padding is zero, or the vector ``pad_value`` (C,) when given.
+    The padding is zero, or the vector ``pad_value`` (C,) when given. The tokens
+    are copied once, straight into their windows (a few rectangular copies).
     """
     b, h, w, c = x.shape
-    hp, wp = h + (-h) % window, w + (-w) % window
-    if (hp, wp) != (h, w):
-        padded = (
-            x.new_zeros(b, hp, wp, c)
-            if pad_value is None
-            else pad_value.expand(b, hp, wp, c).clone()
-        )
-        padded[:, :h, :w] = x
-        x = padded
-    x = x.view(b, hp // window, window, wp // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
+    nh, nw = -(-h // window), -(-w // window)
+    windows = x.new_empty(b * nh * nw, window, window, c)
+    grid = _window_grid(windows, b, nh, nw)
+    pad = x.new_zeros(c) if pad_value is None else pad_value
+    if h % window:  # the rows below the image, in the last row of windows
+        grid[:, -1, h % window :].copy_(pad.expand_as(grid[:, -1, h % window :]))
+    if w % window:  # the columns right of the image, in the last column of windows
+        grid[:, :, :, -1, w % window :].copy_(pad.expand_as(grid[:, :, :, -1, w % window :]))
+    for rows, win_rows, nr, tr in _window_spans(h, window):
+        for cols, win_cols, nc, tc in _window_spans(w, window):
+            tokens = x[:, rows, cols].view(b, nr, tr, nc, tc, c)
+            grid[:, win_rows, :tr, win_cols, :tc].copy_(tokens)
+    return windows
 
 
 def window_unpartition(x: Tensor, window: int, hw: tuple[int, int]) -> Tensor:
-    """Inverse of :func:`window_partition`, dropping the padding."""
+    """Inverse of :func:`window_partition`, dropping the padding: (B, H, W, C), contiguous."""
     h, w = hw
-    hp, wp = h + (-h) % window, w + (-w) % window
-    b = x.shape[0] // ((hp // window) * (wp // window))
-    x = x.view(b, hp // window, wp // window, window, window, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
-    return x[:, :h, :w, :]
+    nh, nw = -(-h // window), -(-w // window)
+    b, c = x.shape[0] // (nh * nw), x.shape[-1]
+    out = x.new_empty(b, h, w, c)
+    grid = _window_grid(x, b, nh, nw)
+    for rows, win_rows, nr, tr in _window_spans(h, window):
+        for cols, win_cols, nc, tc in _window_spans(w, window):
+            out[:, rows, cols].view(b, nr, tr, nc, tc, c).copy_(
+                grid[:, win_rows, :tr, win_cols, :tc]
+            )
+    return out
 
 
 class Block(nn.Module):
@@ -202,44 +365,53 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
 
-    def attention(self, normed: Tensor) -> Tensor:
-        """Attention output of the normed tokens, (B, H, W, dim), projections on real tokens only."""
+    def attention(
+        self, normed: Tensor, linear: LinearFn = dense_linear, add_to: Tensor | None = None
+    ) -> Tensor:
+        """Attention output of the normed tokens, (B, H, W, dim), projections on real tokens
+        only; added into ``add_to`` (the residual tokens) when given, which is returned."""
         attn = self.attn
-        qkv = attn.qkv(normed)
+        qkv = linear(attn.qkv, normed)
         if self.window > 0:
             hw = (normed.shape[1], normed.shape[2])
             # A padding token is zero after norm1, so its projection is the bias.
-            windows = window_partition(qkv, self.window, pad_value=attn.qkv.bias)
-            # contiguous: on the cropped view, matmul would copy the proj weight once per row
-            out = window_unpartition(attn.core(windows), self.window, hw).contiguous()
+            pad = attn.qkv.bias.to(qkv.dtype)
+            windows = window_partition(qkv, self.window, pad_value=pad)
+            out = window_unpartition(attn.core(windows), self.window, hw)
         else:
             out = attn.core(qkv)
-        return attn.proj(out)
+        return linear(attn.proj, out, add_to=add_to)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attention(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-    def forward_(self, x: Tensor) -> Tensor:
-        """In-place forward for inference: updates and returns ``x``, a few images at a time."""
+    def forward_(self, x: Tensor, linear: LinearFn = dense_linear) -> Tensor:
+        """In-place forward for inference: updates and returns ``x`` (B, H, W, dim), a few
+        images at a time; ``linear`` applies the linear layers (dense, or int8)."""
         group = max(1, _TOKEN_CHUNK // (x.shape[1] * x.shape[2]))
         for start in range(0, x.shape[0], group):
             part = x[start : start + group]
-            part += self.attention(self.norm1(part))
-            self.mlp.add_to_(part, self.norm2(part))
+            self.attention(self.norm1(part), linear, add_to=part)
+            self.mlp.add_to_(part, self.norm2(part), linear)
         return x
 
 
 @contextmanager
-def lowered_weights(module: nn.Module, dtype: torch.dtype) -> Iterator[None]:
+def lowered_weights(
+    module: nn.Module, dtype: torch.dtype, skip: Collection[int] = ()
+) -> Iterator[None]:
     """Hold the matmul weights (linear, conv, relative positions) in ``dtype`` meanwhile.
 
     Under autocast a float32 weight is cast again at every call; casting each
     once per forward saves that traffic. LayerNorms and the absolute position
-    embedding stay in float32, and so does the residual stream.
+    embedding stay in float32, and so does the residual stream. Submodules
+    whose ``id`` is in ``skip`` (the int8 layers) keep their weights.
     """
     saved = []
     for sub in module.modules():
+        if id(sub) in skip:
+            continue
         names = ("weight", "bias") if isinstance(sub, (nn.Linear, nn.Conv2d)) else ()
         names = ("rel_pos_h", "rel_pos_w") if isinstance(sub, Attention) else names
         for name in names:
@@ -266,6 +438,10 @@ class ImageEncoderViT(nn.Module):
     ``forward`` maps a normalised, padded canvas (N, 3, S, S) to the neck output
     (N, P, G, G) and the branches: the token maps after each global-attention
     block, each (N, E, G, G).
+
+    ``int8_layers`` chooses the linear layers that ``forward(..., int8=True)``
+    runs as int8 products; their int8 weights are made at the first such call
+    and kept until a weight changes.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -290,30 +466,74 @@ class ImageEncoderViT(nn.Module):
             nn.Conv2d(config.out_chans, config.out_chans, kernel_size=3, padding=1, bias=False),
             LayerNorm2d(config.out_chans),
         )
+        self.int8_layers = DEFAULT_INT8_LAYERS
+        self._int8: Int8Linears | None = None
 
-    def forward(self, x: Tensor, with_neck: bool = True) -> tuple[Tensor | None, list[Tensor]]:
-        """(N, 3, S, S) -> (neck (N, P, G, G) or None, [branch (N, E, G, G)] * B)."""
-        lowered = _autocast_dtype(x.device)
-        if lowered is not None and not torch.is_grad_enabled():
-            with lowered_weights(self, lowered):
-                return self._forward(x, with_neck)
-        return self._forward(x, with_neck)
+    def forward(
+        self, x: Tensor, with_neck: bool = True, int8: bool = False
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """(N, 3, S, S) -> (neck (N, P, G, G) or None, [branch (N, E, G, G)] * B).
 
-    def _forward(self, x: Tensor, with_neck: bool) -> tuple[Tensor | None, list[Tensor]]:
-        workers = self._image_workers(x)
-        if workers == 1:
-            return self._forward_images(x, with_neck)
+        ``int8``: the layers of :attr:`int8_layers` as int8 products and the rest
+        in bfloat16 (CPU, without autograd).
+        """
+        if int8:
+            linear = self._int8_linears(x)
+            with (
+                torch.autocast("cpu", dtype=torch.bfloat16),
+                lowered_weights(self, torch.bfloat16, skip=linear.quantized_layers()),
+            ):
+                out = self._forward(x, with_neck, linear, torch.bfloat16)
+        else:
+            lowered = _autocast_dtype(x.device)
+            if lowered is not None and not torch.is_grad_enabled():
+                # bfloat16 branches: half the memory, and the fusion reads them under autocast
+                branch_dtype = torch.bfloat16 if lowered == torch.bfloat16 else x.dtype
+                with lowered_weights(self, lowered):
+                    out = self._forward(x, with_neck, dense_linear, branch_dtype)
+            else:
+                out = self._forward(x, with_neck, dense_linear, x.dtype)
+        if x.device.type == "cpu" and not torch.is_grad_enabled():
+            release_free_memory()
+        return out
+
+    def _int8_linears(self, x: Tensor) -> Int8Linears:
+        """The int8 layers, (re)made where a weight changed; checks that int8 can run here."""
+        if x.device.type != "cpu":
+            raise ValueError(
+                f"precision 'int8' runs on CPUs only, this input is on {x.device}; "
+                "use precision 'bf16' (or 'fp16') on accelerators"
+            )
+        if torch.is_grad_enabled():
+            raise ValueError("precision 'int8' is for inference: call the encoder without autograd")
+        if self._int8 is None or self._int8.selection != self.int8_layers:
+            self._int8 = Int8Linears(self.int8_layers)
+        layers = ((n, m) for n, m in self.named_modules() if isinstance(m, nn.Linear))
+        self._int8.refresh(layers)
+        return self._int8
+
+    def _forward(
+        self, x: Tensor, with_neck: bool, linear: LinearFn, branch_dtype: torch.dtype
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        if torch.is_grad_enabled():  # autograd: the branches are views of the token maps
+            return self._forward_images(x, with_neck, linear)
         n, (e, p, g) = (
             x.shape[0],
             (self.config.embed_dim, self.config.out_chans, self.config.grid_size),
         )
-        branches = [x.new_empty(n, e, g, g) for _ in self.config.global_attn_indexes]
+        branches = [
+            x.new_empty(n, e, g, g, dtype=branch_dtype) for _ in self.config.global_attn_indexes
+        ]
+        workers = self._image_workers(x)
+        if workers == 1:
+            neck, _ = self._forward_images(x, with_neck, linear, branches)
+            return neck, branches
         neck = x.new_empty(n, p, g, g) if with_neck else None
 
         def encode(items: slice) -> None:
-            part_neck, part_branches = self._forward_images(x[items], with_neck)
-            for out, part in zip(branches, part_branches, strict=True):
-                out[items] = part
+            # each branch goes straight into its slice of the output: no second copy
+            out = [branch[items] for branch in branches]
+            part_neck, _ = self._forward_images(x[items], with_neck, linear, out)
             if neck is not None:
                 neck[items] = part_neck
 
@@ -326,16 +546,23 @@ class ImageEncoderViT(nn.Module):
             return 1
         return plan_workers(x.shape[0], torch.get_num_threads())
 
-    def _forward_images(self, x: Tensor, with_neck: bool) -> tuple[Tensor | None, list[Tensor]]:
+    def _forward_images(
+        self, x: Tensor, with_neck: bool, linear: LinearFn, out: list[Tensor] | None = None
+    ) -> tuple[Tensor | None, list[Tensor]]:
+        """Patch embedding, blocks, neck; ``out`` (B x (n, E, G, G)) receives the branches
+        when given (inference only)."""
         x = (self.patch_embed(x) + self.pos_embed).contiguous()
         in_place = not torch.is_grad_enabled()
-        branches = []
+        branches: list[Tensor] = []
         for i, block in enumerate(self.blocks):
-            x = block.forward_(x) if in_place else block(x)
+            x = block.forward_(x, linear) if in_place else block(x)
             if i in self.config.global_attn_indexes:
-                # NHWC -> NCHW copy: the in-place blocks that follow must not alter it
-                branches.append(
-                    x.permute(0, 3, 1, 2).contiguous() if in_place else x.permute(0, 3, 1, 2)
-                )
+                nchw = x.permute(0, 3, 1, 2)
+                if not in_place:
+                    branches.append(nchw)
+                elif out is not None:  # NHWC -> NCHW copy, as the blocks go on in place
+                    branches.append(out[len(branches)].copy_(nchw))
+                else:
+                    branches.append(nchw.contiguous())
         neck = self.neck(x.permute(0, 3, 1, 2)) if with_neck else None
         return neck, branches

@@ -31,6 +31,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
+    "int8": torch.bfloat16,  # the encoder's linear layers int8, everything else bfloat16
 }
 FROZEN_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 TRAINABLE_PREFIXES = ("feature_fuser.", "semantic_decoder.")
@@ -68,7 +69,9 @@ class PanoSAMic(nn.Module):
             instance masks.
         precision: ``"fp32"`` (default: the reference's numbers), or ``"bf16"`` /
             ``"fp16"`` to run the network under autocast (logits come back in
-            float32). May be changed later through the ``precision`` attribute.
+            float32), or ``"int8"`` (CPUs only): the encoder's linear layers as
+            int8 products (:mod:`~panosamic.model.int8`), the rest as ``"bf16"``.
+            May be changed later through the ``precision`` attribute.
     """
 
     FROZEN_PREFIXES = FROZEN_PREFIXES
@@ -260,6 +263,11 @@ class PanoSAMic(nn.Module):
         ``fused_before_pe`` ((N*views, B*P, 4G, 4G)); without it the fusion and the
         decoder take a leaner, equivalent route that never builds the fused map.
         """
+        if self.precision == "int8" and self.device.type != "cpu":
+            raise ValueError(
+                f"precision 'int8' runs on CPUs only, this model is on {self.device}; "
+                "use precision 'bf16' (or 'fp16') on accelerators"
+            )
         with self.autocast():
             out = self._features(batched_input, keep_neck, keep_all)
         for key in ("decoder_head", "decoder_out"):
@@ -282,7 +290,9 @@ class PanoSAMic(nn.Module):
             )
         need_neck = keep_neck or bool(cfg.basic_fusion)
         with torch.no_grad(), self.stage("encoder"):
-            neck, branches = self.image_encoder(x, with_neck=need_neck)
+            neck, branches = self.image_encoder(
+                x, with_neck=need_neck, int8=self.precision == "int8"
+            )
         del x
         out: dict[str, Any] = {"encoder_neck": neck}
         decoder = self.semantic_decoder

@@ -159,6 +159,10 @@ class TrainOptions:
                 self.precision in PRECISIONS,
                 f"--precision must be one of {PRECISIONS}, got {self.precision!r}",
             ),
+            (
+                self.precision != "int8",
+                "--precision int8 is for inference (segment, evaluate); train in fp32, bf16 or fp16",
+            ),
             (self.select_on in SELECT_ON, f"--select-on must be one of {SELECT_ON}"),
             (self.resume in (None, *RESUME_FROM), f"--resume must be one of {RESUME_FROM}"),
             (
