@@ -69,6 +69,13 @@ def write_hub_layout(root: Path, name: str) -> tuple[Path, Path, Path]:
     return hub, sam, config
 
 
+def model_flags(root: Path, name: str) -> list[str]:
+    """The golden model ``name`` laid out under ``root`` and the CLI flags that load it."""
+    hub, sam, config = write_hub_layout(root, name)
+    return ["--checkpoint", str(hub), "--variant", name, "--config", str(config),
+            "--sam-weights-path", str(sam)]  # fmt: skip
+
+
 @pytest.fixture
 def two_threads():
     """Two intra-op threads (so the CPU worker-thread paths run), restored afterwards."""

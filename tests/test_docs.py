@@ -38,7 +38,7 @@ def panosamic_argv(command: str) -> list[str] | None:
     """The arguments of our CLI in a shell command (also under torchrun, python -m), else None."""
     words = shlex.split(command)
     for i, word in enumerate(words):
-        if word.endswith("panosamic") and i == 0 or word.endswith("/panosamic"):
+        if (word.endswith("panosamic") and i == 0) or word.endswith("/panosamic"):
             return words[i + 1 :]
         if word in ("panosamic.cli", "panosamic") and i > 0 and words[i - 1] == "-m":
             return words[i + 1 :]
@@ -57,7 +57,19 @@ def test_the_pages_have_examples():
     assert len(PAGES) >= 9
     assert len(EXAMPLES) >= 20
     commands = {argv[0] for argv in (p.values[0] for p in EXAMPLES)}
-    assert {"segment", "weights", "prepare", "synth", "train", "evaluate", "export", "bench"} <= commands
+    assert {
+        "segment",
+        "weights",
+        "prepare",
+        "synth",
+        "train",
+        "evaluate",
+        "export",
+        "bench",
+        "info",
+        "pointcloud",
+        "view",
+    } <= commands
 
 
 @pytest.mark.parametrize("argv", EXAMPLES)
@@ -101,7 +113,8 @@ def test_readme_python_quick_start_runs(vitb_files, monkeypatch):
     snippet = snippet.replace("stanford2d3ds-vith-rgbdn-fold1", VARIANT)
     snippet = snippet.replace('"vit_h"', '"vit_b"')
     snippet = snippet.replace(
-        "outputs = model(batched_input)", "model.set_amg(points_per_side=4)\noutputs = model(batched_input)"
+        "outputs = model(batched_input)",
+        "model.set_amg(points_per_side=4)\noutputs = model(batched_input)",
     )
     monkeypatch.chdir(vitb_files)  # "dfki-av/PanoSAMic" and "./sam_weights" are folders here
     torch.manual_seed(0)

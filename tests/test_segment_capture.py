@@ -22,7 +22,7 @@ from panosamic.data.normals import encode_normals, normals_from_depth
 from panosamic.data.synth import render_room
 from panosamic.inference.capture import default_variant
 from panosamic.inference.sources import PanoramaSource, fill_template, find_panoramas
-from tests.conftest import write_hub_layout
+from tests.conftest import model_flags, write_hub_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 128
@@ -53,9 +53,7 @@ PAIRING = [
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
-    hub, sam, config = write_hub_layout(root, "tiny-dual")
-    return ["--checkpoint", str(hub), "--variant", "tiny-dual", "--config", str(config),
-            "--sam-weights-path", str(sam), "--depth-scale", "1000", "--depth-max", "8"]  # fmt: skip
+    return [*model_flags(root, "tiny-dual"), "--depth-scale", "1000", "--depth-max", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +363,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_the_dataset_of_a_prepared_folder_is_read_off_its_folders(tmp_path):
+    from panosamic.inference.sources import prepared_dataset_name
+
+    for locations, name in (
+        (["area_1", "area_3"], "stanford2d3ds"),
+        (["scene_00000"], "structured3d"),
+        (["Hospital", "Parking_Lot"], "tof360"),
+        (["2t7WUuJeko7"], "matterport3d"),
+    ):
+        root = tmp_path / name
+        for location in locations:
+            (root / location).mkdir(parents=True)
+        assert prepared_dataset_name(root) == name
+        assert prepared_dataset_name(root, "structured3d") == "structured3d"  # given wins
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="without samples"):
+        prepared_dataset_name(tmp_path / "empty")

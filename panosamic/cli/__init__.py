@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = tuple(
     f"panosamic.cli.{name}"
     for name in (
         "segment",
+        "pointcloud",
+        "view",
         "weights",
         "prepare",
         "synth",
@@ -27,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = tuple(
         "evaluate",
         "export",
         "bench",
+        "info",
     )
 )
 

@@ -12,7 +12,9 @@ from ..hub.catalog import DEFAULT_REPO_ID
 from ..instances.config import POINT_GRIDS
 from . import options
 
-SAVE_CHOICES = ("labels", "color", "overlay", "panel", "instances", "masks", "probs")
+SAVE_CHOICES = (
+    "labels", "color", "overlay", "panel", "instances", "masks", "probs", "pointcloud", "viewer",
+)  # fmt: skip
 DEFAULT_SAVE = "labels,color,overlay,panel,instances,masks"
 
 
@@ -122,6 +124,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(summary.json always) [{DEFAULT_SAVE}]",
     )
     out.add_argument(
+        "--cloud-stride",
+        type=_positive_int,
+        default=1,
+        help="point clouds: every N-th pixel in both directions [1]",
+    )
+    out.add_argument(
+        "--cloud-voxel",
+        type=_positive,
+        help="point clouds: one point per cube of this side in metres (mean position and "
+        "colour, majority class) [off]",
+    )
+    out.add_argument(
         "--overwrite", action="store_true", help="redo every panorama (default: skip finished ones)"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -138,6 +152,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
 def _save_kinds(text: str) -> tuple[str, ...]:
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     if kinds == ["all"]:
@@ -147,12 +168,14 @@ def _save_kinds(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(
             f"unknown output {unknown}; choose from {', '.join(SAVE_CHOICES)} or 'all'"
         )
+    if "viewer" in kinds and "labels" not in kinds:
+        raise argparse.ArgumentTypeError("the viewer shows labels.png: add 'labels' to --save")
     return tuple(dict.fromkeys(kinds))
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.capture import ModelChoice, segment_capture
-    from ..inference.run import RunSettings
+    from ..inference.run import NO_DEPTH_NOTE, RunSettings
 
     save = args.save if isinstance(args.save, tuple) else _save_kinds(args.save)
     instances = not args.no_instances
@@ -163,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
         amg=_amg_changes(args) if instances else {},
         normals_from_depth=args.normals_from_depth,
         precision=args.precision,
+        cloud_stride=args.cloud_stride,
+        cloud_voxel=args.cloud_voxel,
     )
     choice = ModelChoice(
         checkpoint=args.checkpoint,
@@ -201,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         f"segmented {report.segmented}, skipped {report.skipped} (done before), failed "
         f"{len(report.failures)} in {report.seconds:.0f} s{rate} -> {args.out}"
     )
+    no_depth = [r["name"] for r in report.records if NO_DEPTH_NOTE in (r.get("notes") or [])]
+    if no_depth:
+        named = ", ".join(no_depth[:5]) + (", ..." if len(no_depth) > 5 else "")
+        print(f"no point cloud for {len(no_depth)} panoramas without depth: {named}")
     for failure in report.failures:
         print(f"failed: {failure['path']}: {failure['reason']}", file=sys.stderr)
     return 1 if report.failures else 0

@@ -247,7 +247,9 @@ def class_names_for(dataset: str | None, variant: str | None, num_classes: int) 
 
 
 def _describe(config: Any) -> str:
-    vit = {"vit_b": "ViT-B", "vit_l": "ViT-L", "vit_h": "ViT-H"}.get(config.vit_model, "custom encoder")
+    vit = {"vit_b": "ViT-B", "vit_l": "ViT-L", "vit_h": "ViT-H"}.get(
+        config.vit_model, "custom encoder"
+    )
     views = "dual view" if config.dual_view_fusion else "single view"
     return f"{vit}, {'+'.join(config.modalities)}, {views}"
 

@@ -7,7 +7,8 @@ model and settings), ``instances.png`` (only when there are masks),
 ``masks.json`` (the instance masks as COCO run-length encoding, in the layout
 of segment-anything's ``amg.py --convert-to-rle``: ``segmentation``, ``area``,
 ``bbox`` XYWH, ``predicted_iou``, ``stability_score``), ``probs.npy`` (class
-probabilities, float16 (K, H, W)); ``summary.json`` always.
+probabilities, float16 (K, H, W)), ``pointcloud.ply`` (the labelled point cloud,
+:mod:`panosamic.clouds`, when the panorama has depth); ``summary.json`` always.
 
 The folder is built aside and renamed into place, so it always holds the files
 of one run, complete, and nothing of an earlier run with other settings.
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..clouds.ply import write_ply
+from ..clouds.points import LabelledCloud, cloud_from_panorama, instance_index_map, voxel_downsample
 from ..data.colors import colorize
 from ..utils.atomic import replace_directory, save_image, staging_directory, write_json
 from .inputs import PanoramaInputs
@@ -36,6 +39,7 @@ SAVE_KINDS: tuple[str, ...] = (
     "instances",
     "masks",
     "probs",
+    "pointcloud",
 )
 DEFAULT_SAVE: tuple[str, ...] = ("labels", "color", "overlay", "panel", "instances", "masks")
 FILE_NAMES = {
@@ -46,6 +50,7 @@ FILE_NAMES = {
     "instances": "instances.png",
     "masks": "masks.json",
     "probs": "probs.npy",
+    "pointcloud": "pointcloud.ply",
 }
 SUMMARY_NAME = "summary.json"
 
@@ -63,6 +68,7 @@ class PanoramaResult:
     masks: list[dict[str, Any]] = field(default_factory=list)
     probs: np.ndarray | None = None
     refined: bool = False
+    confidence: np.ndarray | None = None  # (H, W) float32 top class probability
 
 
 def masks_to_coco_rle(masks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,6 +114,8 @@ def write_outputs(
     palette: np.ndarray,
     summary: dict[str, Any],
     caption: str = "",
+    cloud_stride: int = 1,
+    cloud_voxel: float | None = None,
 ) -> list[str]:
     """Write one panorama's outputs to ``folder`` (replaced as a whole); returns the file names.
 
@@ -155,6 +163,16 @@ def write_outputs(
             )
         if "probs" in kinds and result.probs is not None:
             save("probs", lambda path: np.save(path, result.probs.astype(np.float16)))
+        if "pointcloud" in kinds:
+            cloud = panorama_cloud(panorama, result, cloud_stride, cloud_voxel)
+            if cloud is not None:  # without depth: the run summary's notes say so
+                save(
+                    "pointcloud",
+                    lambda path: write_ply(
+                        path, cloud, [f"panosamic {panorama.name}"], atomic=False
+                    ),
+                )
+                summary = {**summary, "pointcloud_points": len(cloud)}
         summary = {
             **summary,
             "classes": class_shares(labels, class_names),
@@ -166,6 +184,25 @@ def write_outputs(
         write_json(staged / SUMMARY_NAME, summary)
         replace_directory(staged, folder)
     return [*sorted(files), SUMMARY_NAME]
+
+
+def panorama_cloud(
+    panorama: PanoramaInputs, result: PanoramaResult, stride: int = 1, voxel: float | None = None
+) -> LabelledCloud | None:
+    """The labelled cloud of a segmented panorama, None without depth."""
+    if panorama.metres is None or panorama.valid is None:
+        return None
+    instances = instance_index_map([m["segmentation"] for m in result.masks], result.labels.shape)
+    cloud = cloud_from_panorama(
+        panorama.metres,
+        panorama.valid,
+        panorama.rgb,
+        result.labels,
+        instances=instances,
+        confidence=result.confidence,
+        stride=stride,
+    )
+    return voxel_downsample(cloud, voxel) if voxel else cloud
 
 
 def _palette_png(labels: np.ndarray, palette: np.ndarray) -> Image.Image:

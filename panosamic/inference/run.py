@@ -40,6 +40,7 @@ from .sources import InputProblem, PanoramaSource
 SUMMARY_FORMAT = "panosamic.segment/1"
 RUN_SUMMARY = "run_summary"
 LOCK_NAME = ".panosamic-segment.lock"
+NO_DEPTH_NOTE = "no depth: no point cloud"
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,17 @@ class RunSettings:
     depth: DepthEncoding = field(default_factory=DepthEncoding)
     normals_from_depth: bool = False
     precision: str = "fp32"
+    cloud_stride: int = 1
+    cloud_voxel: float | None = None
 
     def key(self, model: dict[str, Any]) -> str:
-        """A digest of the model and the settings: equal keys give equal outputs."""
-        text = json.dumps({"model": model, "settings": asdict(self)}, sort_keys=True, default=str)
+        """A digest of the model and the settings that shape a panorama's folder: equal keys give
+        equal outputs (the viewer is the run's, and the cloud settings count only with clouds)."""
+        settings = asdict(self)
+        settings["save"] = [kind for kind in self.save if kind != "viewer"]
+        if "pointcloud" not in self.save:
+            del settings["cloud_stride"], settings["cloud_voxel"]
+        text = json.dumps({"model": model, "settings": settings}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -231,7 +239,7 @@ class Segmenter:
                 for f in writer.failed
             ]
             report.seconds = time.perf_counter() - start
-            return self._finish(report, problems)
+            return self._finish(report, problems, progress)
         finally:
             if self.ctx.is_main:
                 lock.release()
@@ -278,6 +286,8 @@ class Segmenter:
                 palette=self.palette,
                 summary=summary,
                 caption=self.caption,
+                cloud_stride=self.settings.cloud_stride,
+                cloud_voxel=self.settings.cloud_voxel,
             )
 
     def _forward(
@@ -295,42 +305,50 @@ class Segmenter:
         results = []
         for out in outputs:
             logits = out["refined_sem_preds"] if refine else out["sem_preds"]
-            probs = None
-            if "probs" in settings.save:
-                probs = torch.softmax(out["sem_preds"].float(), dim=0).half().cpu().numpy()
+            probs = confidence = None
+            if "probs" in settings.save or "pointcloud" in settings.save:
+                softmax = torch.softmax(out["sem_preds"].float(), dim=0)
+                confidence = softmax.amax(0).cpu().numpy()
+                if "probs" in settings.save:
+                    probs = softmax.half().cpu().numpy()
             masks = [
                 {**m, "segmentation": m["segmentation"].cpu().numpy()}
                 for m in out["instance_masks"]
             ]
             labels = logits.argmax(0).cpu().numpy().astype(np.int64)
-            results.append(PanoramaResult(labels, masks, probs, refine))
+            results.append(PanoramaResult(labels, masks, probs, refine, confidence))
         return results, time.perf_counter() - start
 
     def _summary(
         self, source: PanoramaSource, panorama: PanoramaInputs, seconds: float
     ) -> dict[str, Any]:
+        wants_cloud = "pointcloud" in self.settings.save
+        cloud_note = [NO_DEPTH_NOTE] if wants_cloud and panorama.metres is None else []
         return {
             "format": SUMMARY_FORMAT,
             "name": source.name,
             "input": {
-                "image": str(source.image),
-                "depth": None if source.depth is None else str(source.depth),
-                "normals": None if source.normals is None else str(source.normals),
+                "image": str(Path(source.image).resolve()),
+                "depth": None if source.depth is None else str(Path(source.depth).resolve()),
+                "normals": None if source.normals is None else str(Path(source.normals).resolve()),
                 "sample": source.sample,
+                "dataset": source.dataset,
                 "fingerprint": fingerprint(source),
             },
             "model": self.model_info,
             "settings": json.loads(json.dumps(asdict(self.settings), default=str)),
             "settings_key": self.key,
             "depth_max": panorama.depth_max,
-            "notes": panorama.notes,
+            "notes": [*panorama.notes, *cloud_note],
             "seconds": round(seconds, 3),
             "device": str(self.model.device),
             "written": datetime.now().isoformat(timespec="seconds"),
         }
 
     # ------------------------------------------------------------- the summary
-    def _finish(self, report: RunReport, problems: Sequence[InputProblem]) -> RunReport:
+    def _finish(
+        self, report: RunReport, problems: Sequence[InputProblem], progress: bool
+    ) -> RunReport:
         parts = all_gather_objects(report, self.ctx)
         if not self.ctx.is_main:
             return report
@@ -343,6 +361,10 @@ class Segmenter:
         ] + merged.failures
         merged.records.sort(key=lambda r: r["name"])
         self._write_run_summary(merged)
+        if "viewer" in self.settings.save and merged.records:
+            from ..viewer import write_viewer
+
+            write_viewer(self.out_dir, progress=progress)
         return merged
 
     def _write_run_summary(self, report: RunReport) -> None:
@@ -355,6 +377,7 @@ class Segmenter:
             "model": self.model_info,
             "settings": json.loads(json.dumps(asdict(self.settings), default=str)),
             "class_names": self.class_names,
+            "palette": np.asarray(self.palette).tolist(),
             "world_size": self.ctx.world_size,
             "versions": {
                 "panosamic": __version__,
@@ -376,6 +399,7 @@ class Segmenter:
                         "status",
                         "classes",
                         "instance_masks",
+                        "notes",
                         "seconds",
                         "device",
                         "files",
@@ -457,7 +481,7 @@ class _Writer:
         for index, future in self._futures:
             try:
                 records.append(future.result())
-            except OSError as err:
+            except Exception as err:  # one panorama's failure, not the run's
                 self.failed.append({"index": index, "reason": f"writing failed: {err}"})
         return records
 
