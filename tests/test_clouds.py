@@ -92,6 +92,41 @@ def test_two_viewpoints_merged_with_their_poses_land_on_the_same_surfaces(views)
     assert (nearest == merged.label).mean() > 0.97  # voxels straddling two surfaces may differ
 
 
+def test_cloud_points_follow_the_pixels_row_by_row_with_their_attributes():
+    from panosamic.data.sphere import pixel_directions
+
+    rng = np.random.default_rng(3)
+    h, w, stride = 31, 62, 3
+    metres = rng.uniform(0.5, 9, (h, w)).astype(np.float32)
+    metres[0, 0], metres[3, 3] = np.nan, 0  # neither becomes a point
+    valid = rng.random((h, w)) > 0.2
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels, instances = rng.integers(-1, 13, (h, w)), rng.integers(-1, 4, (h, w))
+    confidence = rng.random((h, w), dtype=np.float32)
+    cloud = cloud_from_panorama(metres, valid, rgb, labels, instances=instances,
+                                confidence=confidence, stride=stride)  # fmt: skip
+    keep = np.zeros((h, w), bool)
+    keep[::stride, ::stride] = True
+    keep &= valid & np.isfinite(metres) & (metres > 0)
+    row, col = np.nonzero(keep)  # row-major order
+    expected = pixel_directions(h, w)[row, col] * metres[row, col, None]
+    assert np.allclose(cloud.xyz, expected, atol=1e-5) and cloud.xyz.dtype == np.float32
+    assert np.array_equal(cloud.rgb, rgb[row, col])
+    assert np.array_equal(cloud.label, labels[row, col]) and cloud.label.dtype == np.int32
+    assert np.array_equal(cloud.instance, instances[row, col])
+    assert np.array_equal(cloud.confidence, confidence[row, col])
+
+
+def test_top_probability_is_the_softmax_maximum_exactly():
+    import torch
+
+    from panosamic.inference.run import top_probability
+
+    logits = torch.randn(13, 150, 40) * 4
+    whole = torch.softmax(logits, dim=0).amax(0)
+    assert torch.equal(top_probability(logits, rows=64), whole)  # 150 rows: a short last block
+
+
 def test_voxel_majority_and_means():
     xyz = np.array([[0.01, 0, 0], [0.02, 0, 0], [0.03, 0, 0], [1.5, 0, 0]], np.float32)
     rgb = np.array([[0, 0, 0], [10, 10, 10], [20, 20, 20], [5, 5, 5]], np.uint8)

@@ -382,3 +382,18 @@ def test_the_dataset_of_a_prepared_folder_is_read_off_its_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="without samples"):
         prepared_dataset_name(tmp_path / "empty")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
+def test_the_writer_thread_yields_the_cores_to_the_model():
+    from panosamic.inference.run import WRITER_NICENESS, _Writer
+
+    def niceness(**kwargs):
+        return os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread
+
+    main_thread = os.getpriority(os.PRIO_PROCESS, 0)
+    with _Writer() as writer:
+        writer.submit(0, niceness, summary={})
+    (record,) = writer.results()
+    assert record["files"] == min(main_thread + WRITER_NICENESS, 19)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == main_thread  # the model's threads keep theirs

@@ -209,3 +209,27 @@ def test_view_command_keeps_the_page_in_step_with_the_run(run_dir, tmp_path, cap
     listed = (index.parent / "run.js").read_text()
     assert '"p0_rgb"' in listed and '"p1_rgb"' not in listed
     assert len(list((index.parent / "data").glob("*.js"))) == 1
+
+
+def test_segment_writes_the_viewer_data_from_memory_as_the_files_give_it(tmp_path, monkeypatch):
+    from panosamic.viewer import page, write_viewer
+    from tests.test_segment_capture import PAIRING, write_room
+
+    write_room(tmp_path / "cap", "p0", seed=61)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "cap" / "rgb"), *PAIRING, *model_flags(tmp_path / "m", "tiny-instances"),
+            "--depth-scale", "1000", "--depth-max", "8",
+            "--quiet", "--workers", "0", "--out", str(out), "--save", "labels,masks,pointcloud,viewer"]  # fmt: skip
+
+    def from_files(*args, **kwargs):
+        raise AssertionError("the run read its outputs back for the viewer")
+
+    monkeypatch.setattr(page, "panorama_script", from_files)
+    assert main(args) == 0
+    monkeypatch.undo()
+    assert json.loads((out / "p0_rgb" / "masks.json").read_text())  # instances are in the data
+    (script,) = (out / "viewer" / "data").glob("*.js")
+    from_memory = script.read_text()
+    script.unlink()
+    write_viewer(out)
+    assert script.read_text() == from_memory

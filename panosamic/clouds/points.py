@@ -70,32 +70,41 @@ def cloud_from_panorama(
     for name, array in ((n, a) for n, a in named.items() if a is not None):
         if array.shape[:2] != (h, w):
             raise ValueError(f"{name} {array.shape[:2]} and depth {(h, w)} differ in size")
-    grid = np.zeros((h, w), dtype=bool)
-    grid[::stride, ::stride] = True
-    keep = grid & valid & np.isfinite(metres) & (metres > 0)
-    # flat indices and per-row / per-column trigonometry: gathers instead of (H, W, 3) arrays
-    index = np.flatnonzero(keep)
-    row, col = np.divmod(index, w)
+    keep = valid & np.isfinite(metres) & (metres > 0)
+    if stride > 1:
+        grid = np.zeros((h, w), dtype=bool)
+        grid[::stride, ::stride] = True
+        keep &= grid
+    # float32; boolean picks keep the pixel order (row by row) without index or (H, W, 3) arrays
     lon, lat = pixel_angles(h, w)
-    cos_lat = np.cos(lat)[row]
-    depth = metres.reshape(-1)[index].astype(np.float32)
-    xyz = np.empty((len(index), 3), dtype=np.float32)
-    xyz[:, 0] = (cos_lat * np.cos(lon)[col]).astype(np.float32) * depth
-    xyz[:, 1] = (-cos_lat * np.sin(lon)[col]).astype(np.float32) * depth
-    xyz[:, 2] = np.sin(lat)[row].astype(np.float32) * depth
+    cos_lat, sin_lat = np.cos(lat).astype(np.float32), np.sin(lat).astype(np.float32)
+    cos_lon, sin_lon = np.cos(lon).astype(np.float32), np.sin(lon).astype(np.float32)
+    depth = metres[keep].astype(np.float32, copy=False)
+    xyz = np.empty((len(depth), 3), dtype=np.float32)
+    xyz[:, 0] = np.multiply.outer(cos_lat, cos_lon)[keep] * depth
+    xyz[:, 1] = np.multiply.outer(cos_lat, -sin_lon)[keep] * depth
+    xyz[:, 2] = np.repeat(sin_lat, keep.sum(axis=1)) * depth
+    colour = np.ascontiguousarray(rgb, dtype=np.uint8).view(np.dtype((np.void, 3)))[..., 0]
 
     def picked(array: np.ndarray | None, fill: float, dtype: str) -> np.ndarray:
         if array is None:
-            return np.full(len(index), fill, dtype=dtype)
-        return np.asarray(array.reshape(-1)[index], dtype=dtype)
+            return np.full(len(depth), fill, dtype=dtype)
+        return np.asarray(array[keep], dtype=dtype)
 
     return LabelledCloud(
         xyz,
-        np.take(rgb.reshape(-1, 3), index, axis=0).astype(np.uint8, copy=False),
+        colour[keep].view(np.uint8).reshape(-1, 3),
         picked(labels, -1, "int32"),
         picked(instances, -1, "int32"),
         picked(confidence, np.nan, "float32"),
     )
+
+
+def spread_indices(count: int, at_most: int) -> np.ndarray:
+    """Indices of at most ``at_most`` of ``count`` items, evenly spread, first and last kept."""
+    if count <= at_most:
+        return np.arange(count)
+    return np.linspace(0, count - 1, at_most).astype(np.int64)
 
 
 def transform(cloud: LabelledCloud, pose: np.ndarray) -> LabelledCloud:

@@ -28,6 +28,7 @@ from ..clouds.ply import write_ply
 from ..clouds.points import LabelledCloud, cloud_from_panorama, instance_index_map, voxel_downsample
 from ..data.colors import colorize
 from ..utils.atomic import replace_directory, save_image, staging_directory, write_json
+from ..viewer.page import write_panorama_data
 from .inputs import PanoramaInputs
 from .pictures import instance_map, legend, overlay, panel
 
@@ -116,15 +117,19 @@ def write_outputs(
     caption: str = "",
     cloud_stride: int = 1,
     cloud_voxel: float | None = None,
+    viewer_of: Path | None = None,
 ) -> list[str]:
     """Write one panorama's outputs to ``folder`` (replaced as a whole); returns the file names.
 
-    ``summary`` is completed with the class shares and the files, and written last.
+    ``summary`` is completed with the class shares and the files, and written last. With
+    ``viewer_of`` (the run's folder), the panorama's viewer data is written there too, from
+    memory, showing what the folder holds.
     """
     labels = result.labels
     fractions = np.bincount(labels.ravel(), minlength=len(class_names)) / labels.size
-    colours = colorize(labels, palette)
-    blended = overlay(panorama.rgb, colours)
+    pictured = {"color", "overlay", "panel"} & set(kinds)  # a labels-only run skips the pictures
+    colours = colorize(labels, palette) if pictured else None
+    blended = overlay(panorama.rgb, colours) if pictured - {"color"} else None
     pictures = None
     if result.masks and ("instances" in kinds or "panel" in kinds):
         pictures = instance_map([m["segmentation"] for m in result.masks], labels.shape)
@@ -163,6 +168,7 @@ def write_outputs(
             )
         if "probs" in kinds and result.probs is not None:
             save("probs", lambda path: np.save(path, result.probs.astype(np.float16)))
+        cloud = None
         if "pointcloud" in kinds:
             cloud = panorama_cloud(panorama, result, cloud_stride, cloud_voxel)
             if cloud is not None:  # without depth: the run summary's notes say so
@@ -183,6 +189,9 @@ def write_outputs(
         }
         write_json(staged / SUMMARY_NAME, summary)
         replace_directory(staged, folder)
+    if viewer_of is not None:
+        masks = [m["segmentation"] for m in result.masks] if "masks" in kinds else []
+        write_panorama_data(viewer_of, folder, panorama.rgb, labels, masks, cloud)
     return [*sorted(files), SUMMARY_NAME]
 
 

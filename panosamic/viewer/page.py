@@ -6,7 +6,9 @@ copied beside it; ``run.js`` lists the panoramas, and one ``data/NNNN.js`` per
 panorama carries its picture (JPEG), its class and instance indices (PNG) and a
 thinned copy of its point cloud (PLY), as data URLs that the page loads when the
 panorama is first shown. Nothing is fetched over the network and nothing needs
-a server: the page opens from ``file://``.
+a server: the page opens from ``file://``. ``segment`` writes each panorama's
+data script from memory as it goes (:func:`write_panorama_data`); ``write_viewer``
+keeps those that are newer than the panorama's files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from ..clouds.capture import CLOUD_NAME, output_folders
 from ..clouds.ply import read_ply
+from ..clouds.points import LabelledCloud, instance_index_map, spread_indices
 from ..utils.atomic import atomic_write_text, copy_file
 
 VIEWER_FOLDER = "viewer"
@@ -92,8 +95,8 @@ def write_viewer(
                  unit="pano", disable=not progress)  # fmt: skip
     for folder, summary in pages:
         name = folder.relative_to(out_dir).as_posix()
-        key = hashlib.sha256(json.dumps([name, asdict(options)]).encode()).hexdigest()[:16]
-        data = target / "data" / f"{key}.js"
+        data = data_script_path(out_dir, name, options)
+        key = data.stem
         if _stale(data, folder):
             atomic_write_text(data, panorama_script(key, folder, summary, options))
         panoramas.append(
@@ -145,34 +148,88 @@ def _stale(data: Path, folder: Path) -> bool:
     return data.stat().st_mtime_ns < newest
 
 
+def panorama_key(name: str, options: ViewerOptions) -> str:
+    """The name of a panorama's data script: a digest of the panorama and the options."""
+    return hashlib.sha256(json.dumps([name, asdict(options)]).encode()).hexdigest()[:16]
+
+
+def data_script_path(out_dir: Path, name: str, options: ViewerOptions = ViewerOptions()) -> Path:
+    """Where the viewer of ``out_dir`` keeps the data script of panorama ``name``."""
+    return Path(out_dir) / VIEWER_FOLDER / "data" / f"{panorama_key(name, options)}.js"
+
+
+def write_panorama_data(
+    out_dir: Path,
+    folder: Path,
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    masks: list[np.ndarray],
+    cloud: LabelledCloud | None,
+) -> Path:
+    """Write the data script of panorama ``folder`` of run ``out_dir`` from what is in memory
+    (as :func:`write_viewer` would from the folder's files, which then keeps it)."""
+    options = ViewerOptions()
+    path = data_script_path(out_dir, Path(folder).relative_to(out_dir).as_posix(), options)
+    atomic_write_text(path, data_script(path.stem, rgb, labels, masks, cloud, options))
+    return path
+
+
 def panorama_script(key: str, folder: Path, summary: dict[str, Any], options: ViewerOptions) -> str:
-    """The data script of one panorama folder: ``window.PANOSAMIC_PANORAMA(key, {...})``
-    with the picture, the classes, the instances (index + 1 in red + 256 green) and the cloud."""
-    from ..clouds.points import instance_index_map
+    """The data script of one panorama folder (see :func:`data_script`)."""
     from ..data.files import read_rgb
 
-    picture = Image.fromarray(read_rgb(summary["input"]["image"]))
-    labels = np.asarray(Image.open(folder / "labels.png")).astype(np.uint8)
     masks = []
     if (folder / "masks.json").is_file():
         from pycocotools import mask as mask_utils
 
         records = json.loads((folder / "masks.json").read_text())
         masks = [mask_utils.decode(r["segmentation"]).astype(bool) for r in records]
-    instances = instance_index_map(masks, labels.shape).astype(np.int64) + 1  # 0: none
+    cloud = folder / CLOUD_NAME
+    return data_script(
+        key,
+        read_rgb(summary["input"]["image"]),
+        np.asarray(Image.open(folder / "labels.png")),
+        masks,
+        read_ply(cloud, at_most=options.cloud_points) if cloud.is_file() else None,
+        options,
+    )
+
+
+def data_script(
+    key: str,
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    masks: list[np.ndarray],
+    cloud: LabelledCloud | None,
+    options: ViewerOptions,
+) -> str:
+    """``window.PANOSAMIC_PANORAMA(key, {...})`` with the picture, the classes, the instances
+    (index + 1 in red + 256 green) and at most ``options.cloud_points`` points of the cloud.
+
+    Args:
+        rgb: (H, W, 3) uint8; labels: (H, W) class indices (fit a byte: palette PNGs).
+        masks: (H, W) bool instance masks, largest first; cloud: the panorama's, or None.
+    """
+    picture = Image.fromarray(rgb)
     width = min(options.max_width, picture.width)
     size = (width, width // 2)
+    # classes and instances are indices: the nearest pixel's, picked before anything is encoded
+    rows, cols = (
+        (2 * np.arange(n) + 1) * full // (2 * n)
+        for n, full in zip(size[::-1], labels.shape, strict=True)
+    )
+    small = np.ix_(rows, cols)
+    labels = np.asarray(labels)[small].astype(np.uint8)
+    instances = instance_index_map([m[small] for m in masks], labels.shape) + 1  # 0: none
     encoded_instances = np.zeros((*labels.shape, 3), dtype=np.uint8)
     encoded_instances[..., 0], encoded_instances[..., 1] = instances % 256, instances // 256
     data = {
         "image": _data_url(
             picture.resize(size, Image.LANCZOS) if picture.size != size else picture, "JPEG"
         ),
-        "labels": _data_url(Image.fromarray(labels).resize(size, Image.NEAREST), "PNG"),
-        "instances": _data_url(
-            Image.fromarray(encoded_instances).resize(size, Image.NEAREST), "PNG"
-        ),
-        "cloud": _cloud(folder / CLOUD_NAME, options.cloud_points),
+        "labels": _data_url(Image.fromarray(labels), "PNG"),
+        "instances": _data_url(Image.fromarray(encoded_instances), "PNG"),
+        "cloud": None if cloud is None else _cloud(cloud, options.cloud_points),
     }
     return f"window.PANOSAMIC_PANORAMA({json.dumps(key)}, {json.dumps(data)});\n"
 
@@ -184,20 +241,19 @@ def _data_url(image: Image.Image, fmt: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _cloud(path: Path, limit: int) -> str | None:
+def _cloud(cloud: LabelledCloud, limit: int) -> str:
     """At most ``limit`` evenly spread points of the cloud as a base64 PLY with what the page
     draws: position, colour and class (16 bytes a point)."""
     from plyfile import PlyData, PlyElement
 
-    if not path.is_file():
-        return None
-    cloud = read_ply(path, at_most=limit)
-    vertices = np.empty(len(cloud), dtype=PAGE_VERTEX_TYPE)
+    pick = spread_indices(len(cloud), limit)
+    vertices = np.empty(len(pick), dtype=PAGE_VERTEX_TYPE)
     for axis, name in enumerate("xyz"):
-        vertices[name] = cloud.xyz[:, axis]
+        vertices[name] = cloud.xyz[pick, axis]
     for channel, name in enumerate(("red", "green", "blue")):
-        vertices[name] = cloud.rgb[:, channel]
-    vertices["label"] = np.where(cloud.label >= 0, np.minimum(cloud.label, 254), 255)  # 255: none
+        vertices[name] = cloud.rgb[pick, channel]
+    label = cloud.label[pick]
+    vertices["label"] = np.where(label >= 0, np.minimum(label, 254), 255)  # 255: none
     buffer = io.BytesIO()
     PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(buffer)
     return base64.b64encode(buffer.getvalue()).decode()
