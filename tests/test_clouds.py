@@ -115,6 +115,8 @@ def test_cloud_points_follow_the_pixels_row_by_row_with_their_attributes():
     assert np.array_equal(cloud.label, labels[row, col]) and cloud.label.dtype == np.int32
     assert np.array_equal(cloud.instance, instances[row, col])
     assert np.array_equal(cloud.confidence, confidence[row, col])
+    as_bytes = cloud_from_panorama(metres, valid.astype(np.uint8), rgb, labels, stride=stride)
+    assert np.array_equal(as_bytes.xyz, cloud.xyz)  # a 0/1 mask is a mask
 
 
 def test_top_probability_is_the_softmax_maximum_exactly():

@@ -233,3 +233,25 @@ def test_segment_writes_the_viewer_data_from_memory_as_the_files_give_it(tmp_pat
     script.unlink()
     write_viewer(out)
     assert script.read_text() == from_memory
+
+
+def test_viewer_data_that_fails_in_the_run_is_made_from_the_files_at_the_end(
+    tmp_path, monkeypatch, capsys
+):
+    from panosamic.inference import outputs
+    from tests.test_segment_capture import PAIRING, write_room
+
+    write_room(tmp_path / "cap", "p0", seed=62)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "cap" / "rgb"), *PAIRING, *model_flags(tmp_path / "m", "tiny-dual"),
+            "--depth-scale", "1000", "--depth-max", "8", "--no-instances",
+            "--quiet", "--workers", "0", "--out", str(out), "--save", "labels,viewer"]  # fmt: skip
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_panorama_data", full_disk)
+    assert main(args) == 0  # the panorama's folder is complete: not a failure
+    assert "viewer data of p0_rgb left to the end: [Errno 28]" in capsys.readouterr().err
+    (script,) = (out / "viewer" / "data").glob("*.js")
+    assert data_image_width(script) == 128

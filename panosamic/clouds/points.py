@@ -70,7 +70,7 @@ def cloud_from_panorama(
     for name, array in ((n, a) for n, a in named.items() if a is not None):
         if array.shape[:2] != (h, w):
             raise ValueError(f"{name} {array.shape[:2]} and depth {(h, w)} differ in size")
-    keep = valid & np.isfinite(metres) & (metres > 0)
+    keep = np.asarray(valid, dtype=bool) & np.isfinite(metres) & (metres > 0)
     if stride > 1:
         grid = np.zeros((h, w), dtype=bool)
         grid[::stride, ::stride] = True
@@ -101,7 +101,8 @@ def cloud_from_panorama(
 
 
 def spread_indices(count: int, at_most: int) -> np.ndarray:
-    """Indices of at most ``at_most`` of ``count`` items, evenly spread, first and last kept."""
+    """Indices of at most ``at_most`` (>= 2) of ``count`` items, evenly spread, first and last
+    kept."""
     if count <= at_most:
         return np.arange(count)
     return np.linspace(0, count - 1, at_most).astype(np.int64)

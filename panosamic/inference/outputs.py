@@ -16,6 +16,7 @@ of one run, complete, and nothing of an earlier run with other settings.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +191,15 @@ def write_outputs(
         write_json(staged / SUMMARY_NAME, summary)
         replace_directory(staged, folder)
     if viewer_of is not None:
+        # the folder is complete; should its viewer data fail, write_viewer makes it from the
+        # files at the end of the run (any older data script is older than the new files)
         masks = [m["segmentation"] for m in result.masks] if "masks" in kinds else []
-        write_panorama_data(viewer_of, folder, panorama.rgb, labels, masks, cloud)
+        try:
+            write_panorama_data(viewer_of, folder, panorama.rgb, labels, masks, cloud)
+        except Exception as err:
+            print(
+                f"panosamic: viewer data of {folder.name} left to the end: {err}", file=sys.stderr
+            )
     return [*sorted(files), SUMMARY_NAME]
 
 

@@ -19,9 +19,9 @@ import json
 import math
 import os
 import platform
+import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -474,10 +474,8 @@ def _yield_to_the_model() -> None:
     tid = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WRITER_NICENESS)
-    except OSError as err:
-        warnings.warn(
-            f"the output writer keeps its priority ({err}): it may slow the model", stacklevel=1
-        )
+    except OSError as err:  # a message, not a warning: -W error must not stop the writer
+        print(f"panosamic: the output writer keeps its priority ({err})", file=sys.stderr)
 
 
 class _Writer:

@@ -220,7 +220,9 @@ def data_script(
     )
     small = np.ix_(rows, cols)
     labels = np.asarray(labels)[small].astype(np.uint8)
-    instances = instance_index_map([m[small] for m in masks], labels.shape) + 1  # 0: none
+    instances = (
+        instance_index_map([np.asarray(m, bool)[small] for m in masks], labels.shape) + 1
+    )  # 0: none
     encoded_instances = np.zeros((*labels.shape, 3), dtype=np.uint8)
     encoded_instances[..., 0], encoded_instances[..., 1] = instances % 256, instances // 256
     data = {
