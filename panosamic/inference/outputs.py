@@ -131,9 +131,10 @@ def write_outputs(
     pictured = {"color", "overlay", "panel"} & set(kinds)  # a labels-only run skips the pictures
     colours = colorize(labels, palette) if pictured else None
     blended = overlay(panorama.rgb, colours) if pictured - {"color"} else None
+    segmentations = [m["segmentation"] for m in result.masks]
     pictures = None
-    if result.masks and ("instances" in kinds or "panel" in kinds):
-        pictures = instance_map([m["segmentation"] for m in result.masks], labels.shape)
+    if segmentations and ("instances" in kinds or "panel" in kinds):
+        pictures = instance_map(segmentations, labels.shape)
     files: list[str] = []
     folder.parent.mkdir(parents=True, exist_ok=True)
     with staging_directory(folder.parent, folder.name) as staged:
@@ -193,7 +194,7 @@ def write_outputs(
     if viewer_of is not None:
         # the folder is complete; should its viewer data fail, write_viewer makes it from the
         # files at the end of the run (any older data script is older than the new files)
-        masks = [m["segmentation"] for m in result.masks] if "masks" in kinds else []
+        masks = segmentations if "masks" in kinds else []
         try:
             write_panorama_data(viewer_of, folder, panorama.rgb, labels, masks, cloud)
         except Exception as err:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..clouds.points import instance_index_map
 from ..data.colors import make_palette
 
 
@@ -27,11 +28,8 @@ def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.nda
 
 def instance_map(masks: Sequence[np.ndarray], shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     """Paint boolean (H, W) masks in list order (later masks on top) with distinct colours."""
-    out = np.zeros((*shape, 3), dtype=np.uint8)
-    colours = make_palette(max(len(masks), 1), seed=seed)
-    for colour, mask in zip(colours, masks, strict=False):
-        out[np.asarray(mask, dtype=bool)] = colour
-    return out
+    colours = np.concatenate([make_palette(len(masks), seed=seed), np.zeros((1, 3), np.uint8)])
+    return colours[instance_index_map(masks, shape)]  # index -1 (no mask): the black last row
 
 
 def legend(

@@ -309,13 +309,17 @@ class Segmenter:
         results = []
         for out in outputs:
             logits = out["refined_sem_preds"] if refine else out["sem_preds"]
-            probs = confidence = None
+            probs = confidence = softmax = None
             if "probs" in settings.save:
                 softmax = torch.softmax(out["sem_preds"].float(), dim=0)
-                confidence = softmax.amax(0).cpu().numpy()
                 probs = softmax.half().cpu().numpy()
-            elif "pointcloud" in settings.save:
-                confidence = top_probability(out["sem_preds"].float()).cpu().numpy()
+            if "pointcloud" in settings.save:
+                top = (
+                    softmax.amax(0)
+                    if softmax is not None
+                    else top_probability(out["sem_preds"].float())
+                )
+                confidence = top.cpu().numpy()
             masks = [
                 {**m, "segmentation": m["segmentation"].cpu().numpy()}
                 for m in out["instance_masks"]

@@ -148,14 +148,11 @@ def _stale(data: Path, folder: Path) -> bool:
     return data.stat().st_mtime_ns < newest
 
 
-def panorama_key(name: str, options: ViewerOptions) -> str:
-    """The name of a panorama's data script: a digest of the panorama and the options."""
-    return hashlib.sha256(json.dumps([name, asdict(options)]).encode()).hexdigest()[:16]
-
-
 def data_script_path(out_dir: Path, name: str, options: ViewerOptions = ViewerOptions()) -> Path:
-    """Where the viewer of ``out_dir`` keeps the data script of panorama ``name``."""
-    return Path(out_dir) / VIEWER_FOLDER / "data" / f"{panorama_key(name, options)}.js"
+    """Where the viewer of ``out_dir`` keeps the data script of panorama ``name``: named by a
+    digest of the panorama and the options."""
+    key = hashlib.sha256(json.dumps([name, asdict(options)]).encode()).hexdigest()[:16]
+    return Path(out_dir) / VIEWER_FOLDER / "data" / f"{key}.js"
 
 
 def write_panorama_data(
